@@ -1,0 +1,286 @@
+"""``snnse`` command line tool.
+
+Each subcommand is a pair of functions: ``add_<name>_parser(subparsers)``
+registers its arguments and sets ``func`` to ``cmd_<name>(args) -> int``. New
+subcommands are added by writing such a pair and listing the ``add_`` function
+in :data:`SUBCOMMANDS`.
+
+Exit status: 0 on success, 1 if some input files failed (each reported as one
+``error: <file>: <reason>`` line on stderr), 2 for usage errors (bad
+arguments, unknown model, unusable checkpoint, no inputs, an output that would
+overwrite an input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from snnse.audio import (AtomicAudioWriter, AudioError, StreamResampler, iter_blocks,
+                         open_audio, plan_outputs)
+
+
+class UsageError(Exception):
+    """A usage problem; reported as one line, exit status 2."""
+
+
+def _eprint(msg: str) -> None:
+    """Print one line to stderr without breaking a tqdm progress bar."""
+    try:
+        from tqdm import tqdm
+        tqdm.write(msg, file=sys.stderr)
+    except ImportError:  # pragma: no cover
+        print(msg, file=sys.stderr)
+
+
+def parse_value(text: str):
+    """Parse a ``--set`` value: a Python literal (int, float, bool, ...) or a string.
+
+    ``true``/``false``/``none`` (any case) are accepted as well.
+    """
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+
+
+def parse_sets(items: Sequence[str] | None) -> dict:
+    """Turn ``["k=v", ...]`` into keyword arguments.
+
+    Raises:
+        UsageError: If an item has no ``=`` or an empty key.
+    """
+    kwargs = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--set expects key=value, got {item!r}")
+        kwargs[key] = parse_value(value.strip())
+    return kwargs
+
+
+# ---------------------------------------------------------------- create
+
+def add_create_parser(sub) -> None:
+    """Register ``snnse create``."""
+    p = sub.add_parser("create", help="create an untrained model and save it",
+                       description="Build a model with random (untrained) weights and save it.")
+    p.add_argument("name", help="model name, e.g. dpsnn or spiking_s4")
+    p.add_argument("-o", "--output", required=True, help="checkpoint path to write")
+    p.add_argument("--seed", type=int, default=None, help="random seed for the initial weights")
+    p.add_argument("--set", dest="set", action="append", default=[], metavar="KEY=VALUE",
+                   help="model configuration value (repeatable), e.g. --set N=16")
+    p.set_defaults(func=cmd_create)
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    """Build an untrained model with ``snnse.models.get`` and save it."""
+    import torch
+    import snnse.models as models
+
+    kwargs = parse_sets(args.set)
+    names = list(models.available())
+    if args.name not in names:
+        raise UsageError(f"unknown model {args.name!r}; available: {', '.join(names)}")
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
+    try:
+        model = models.get(args.name, **kwargs)
+    except (TypeError, ValueError, KeyError) as err:
+        raise UsageError(f"cannot build {args.name} with {kwargs}: {err}") from None
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    n_params = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else None
+    size = f", {n_params} parameters" if n_params is not None else ""
+    print(f"saved UNTRAINED model {args.name!r} to {out} (random weights, not trained{size})")
+    return 0
+
+
+# ---------------------------------------------------------------- enhance
+
+def add_enhance_parser(sub) -> None:
+    """Register ``snnse enhance``."""
+    p = sub.add_parser("enhance", help="enhance audio files with a model",
+                       description="Enhance WAV/FLAC files (or folders of them) with a saved "
+                                   "model, streaming in bounded memory.")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="audio files or folders")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output folder (or output file for a single .wav/.flac input)")
+    p.add_argument("--model", required=True, metavar="CKPT", help="model checkpoint")
+    p.add_argument("--downmix", action="store_true",
+                   help="average channels to mono and write mono (default: each channel separately)")
+    p.add_argument("--chunk-seconds", type=float, default=1.0,
+                   help="block length read and processed at a time (default 1.0)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no notices")
+    p.set_defaults(func=cmd_enhance)
+
+
+def _load_model(path: str, device: str):
+    """Load a checkpoint with ``snnse.load``; UsageError on failure."""
+    import snnse
+
+    try:
+        model = snnse.load(path)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: model checkpoint not found") from None
+    except ValueError as err:
+        msg = " ".join(str(err).split())
+        raise UsageError(msg if str(path) in msg else f"{path}: {msg}") from None
+    except Exception as err:  # corrupt pickles, zip errors, ...
+        raise UsageError(f"{path}: cannot load model ({type(err).__name__}: {err})") from None
+    try:
+        model = model.to(device)
+    except (RuntimeError, AssertionError, ValueError) as err:
+        raise UsageError(f"cannot use device {device!r}: {err}") from None
+    model.eval()
+    return model
+
+
+def enhance_file(model, src: Path, dst: Path, *, downmix: bool = False,
+                 chunk_seconds: float = 1.0, device: str = "cpu",
+                 notice: Callable[[str], None] | None = None) -> None:
+    """Enhance one file block by block and write ``dst`` atomically.
+
+    The input is read in blocks of ``chunk_seconds``, resampled to the model
+    rate if needed (streaming soxr), fed to a :class:`snnse.streaming.Streamer`
+    with channels as the batch, resampled back and written to a temp file that
+    replaces ``dst`` at the end. The output has the input's length, rate,
+    channel count (1 with ``downmix``), format and subtype.
+
+    Raises:
+        AudioError: On any problem with the input or the output; no partial
+            output is left behind.
+    """
+    import torch
+    from snnse.streaming import Streamer
+
+    with open_audio(src) as snd:
+        sr, target = snd.samplerate, snd.frames
+        chans = 1 if downmix else snd.channels
+        msr = int(model.sample_rate)
+        if sr != msr and notice is not None:
+            notice(f"notice: {src}: resampled {sr} Hz -> {msr} Hz for the model, "
+                   f"output resampled back to {sr} Hz")
+        down, up = StreamResampler(sr, msr, chans), StreamResampler(msr, sr, chans)
+        streamer = Streamer(model, batch=chans)
+        written = 0
+
+        def run(x: np.ndarray | None, final: bool) -> np.ndarray:
+            parts = []
+            if x is not None and x.shape[1]:
+                t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+                parts.append(streamer.feed(t))
+            if final:
+                parts.append(streamer.flush())
+            y = (torch.cat(parts, dim=-1) if parts else torch.zeros(chans, 0))
+            y = y.detach().to("cpu", torch.float32).reshape(chans, -1).numpy()
+            if not np.isfinite(y).all():
+                raise AudioError(f"{src}: model produced NaN or Inf samples")
+            return y
+
+        with AtomicAudioWriter(dst, sr, chans, subtype=snd.subtype, format=snd.format) as out:
+            def emit(y: np.ndarray) -> None:
+                nonlocal written
+                y = y[:, :max(0, target - written)]
+                out.write(y)
+                written += y.shape[1]
+
+            n_read = 0
+            block = max(1, int(round(chunk_seconds * sr)))
+            with torch.inference_mode():
+                for x in iter_blocks(snd, block, src):
+                    n_read += x.shape[1]
+                    if downmix:
+                        x = x.mean(axis=0, keepdims=True)
+                    emit(up.process(run(down.process(x), final=False)))
+                emit(up.process(run(down.flush(), final=True), last=True))
+            if n_read == 0:
+                raise AudioError(f"{src}: empty audio file (no samples)")
+            target = n_read
+            if written < target:  # pad the last few samples lost to rounding
+                emit(np.zeros((chans, target - written), np.float32))
+        if out.clipped and notice is not None:
+            notice(f"notice: {dst}: {out.clipped} samples clipped to [-1, 1] for {out.subtype}")
+
+
+def cmd_enhance(args: argparse.Namespace) -> int:
+    """Enhance every input file; exit 1 if any failed."""
+    from tqdm import tqdm
+
+    if not args.chunk_seconds > 0:
+        raise UsageError("--chunk-seconds must be positive")
+    try:
+        pairs = plan_outputs(args.inputs, args.output)
+    except AudioError as err:
+        raise UsageError(str(err)) from None
+    model = _load_model(args.model, args.device)
+    notice = None if args.quiet else _eprint
+    failed = 0
+    show = not args.quiet and sys.stderr.isatty()
+    for src, dst in tqdm(pairs, desc="enhance", unit="file", file=sys.stderr, disable=not show):
+        try:
+            enhance_file(model, src, dst, downmix=args.downmix, chunk_seconds=args.chunk_seconds,
+                         device=args.device, notice=notice)
+        except AudioError as err:
+            failed += 1
+            _eprint(f"error: {err}")
+        except (RuntimeError, ValueError) as err:  # model failure on this input
+            failed += 1
+            _eprint(f"error: {src}: processing failed ({type(err).__name__}: "
+                    f"{' '.join(str(err).split())[:200]})")
+    if failed and not args.quiet:
+        _eprint(f"{failed} of {len(pairs)} files failed")
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------- main
+
+SUBCOMMANDS: list[Callable] = [add_create_parser, add_enhance_parser]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with all subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="snnse", description="Speech enhancement with spiking neural networks.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``snnse`` command line tool and return its exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    if getattr(args, "func", None) is None:
+        parser.print_usage(sys.stderr)
+        print("snnse: error: a command is required", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Exact streaming: feed chunks of any size, get the same samples as the offline ``forward``.
+
+:class:`Streamer` wraps anything with ``frame_length``, ``hop``, ``initial_state(batch, device,
+dtype)`` and ``step(chunk[B, k·hop], state) -> (out[B, k·hop], state)`` — every
+:class:`~snnse.models.base.Enhancer`, and the bare front-ends. It buffers input until whole
+hops are available, runs all complete hops of a call in one vectorised ``step``, drops the
+``frame_length − hop`` warm-up samples that precede the signal, and on :meth:`Streamer.flush`
+pads the zeros the offline path pads, so that::
+
+    torch.cat([s.feed(c) for c in chunks] + [s.flush()], -1) == model(torch.cat(chunks, -1))
+
+(up to float rounding; the spike trains are identical). Modelled on
+``denoiser.demucs.DemucsStreamer`` (feed/flush), without its approximations.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class Streamer:
+    """Stateful wrapper that streams a model; one instance per stream.
+
+    Args:
+        model: an :class:`~snnse.models.base.Enhancer` (or a front-end).
+        batch: number of parallel streams (channels), fed as ``[batch, n]``.
+        record: if True, per-layer activity from ``model.step`` is kept; see :meth:`records`.
+
+    Shape:
+        feed: ``[batch, n]`` (or ``[n]`` when ``batch == 1``) → ``[batch, m]`` (or ``[m]``),
+        where ``m`` is what became final, possibly 0.
+    """
+
+    def __init__(self, model, batch: int = 1, record: bool = False):
+        self.model, self.batch, self.record = model, int(batch), bool(record)
+        self.hop, self.frame_length = model.hop, model.frame_length
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything, records included: the next :meth:`feed` starts a new stream."""
+        self._records: dict[str, list[torch.Tensor]] = {}
+        self._new_stream()
+
+    def _new_stream(self) -> None:
+        self.state = None
+        self.pending: torch.Tensor | None = None
+        self.total_in = 0
+        self.total_out = 0
+        self.to_skip = self.frame_length - self.hop
+        self._squeeze = False
+
+    @property
+    def latency_samples(self) -> int:
+        """Samples between an input sample arriving and its output (worst case): one window."""
+        return self.frame_length
+
+    def _run(self, chunk: torch.Tensor) -> torch.Tensor:
+        if self.state is None:
+            self.state = self.model.initial_state(self.batch, chunk.device, chunk.dtype)
+        rec = {} if self.record else None
+        out, self.state = self.model.step(chunk, self.state, rec)
+        for k, v in (rec or {}).items():
+            self._records.setdefault(k, []).append(v)
+        if self.to_skip:
+            drop = min(self.to_skip, out.shape[-1])
+            out, self.to_skip = out[..., drop:], self.to_skip - drop
+        return out
+
+    def feed(self, samples: torch.Tensor) -> torch.Tensor:
+        """Add input samples; return the output samples that are now final."""
+        squeeze = self._squeeze = samples.dim() == 1
+        x = samples.unsqueeze(0) if squeeze else samples
+        if x.dim() != 2 or x.shape[0] != self.batch:
+            raise ValueError(f"expected [{self.batch}, n] samples, got shape {tuple(samples.shape)}")
+        self.total_in += x.shape[-1]
+        buf = x if self.pending is None else torch.cat([self.pending, x], -1)
+        n = buf.shape[-1] - buf.shape[-1] % self.hop
+        self.pending = buf[:, n:]
+        out = self._run(buf[:, :n]) if n else buf.new_zeros(self.batch, 0)
+        self.total_out += out.shape[-1]
+        return out.squeeze(0) if squeeze else out
+
+    def flush(self) -> torch.Tensor:
+        """Finish the stream: pad as the offline path does and return the remaining samples.
+
+        The streamer is then ready for a new stream (recorded activity is kept until :meth:`reset`).
+        """
+        total = self.total_in
+        pending = self.pending
+        out = pending.new_zeros(self.batch, 0) if pending is not None else torch.zeros(self.batch, 0)
+        if total > 0:
+            n_frames = -(-(total + self.frame_length - self.hop) // self.hop)
+            done = (total - pending.shape[-1]) // self.hop
+            pad = (n_frames - done) * self.hop - pending.shape[-1]
+            out = self._run(torch.cat([pending, pending.new_zeros(self.batch, pad)], -1))
+            out = out[:, : total - self.total_out]
+        squeeze = self._squeeze
+        self._new_stream()  # records stay until reset()
+        return out.squeeze(0) if squeeze else out
+
+    def records(self) -> dict[str, torch.Tensor]:
+        """Per-layer activity recorded so far, concatenated over time: ``name -> [B, F, C]``."""
+        return {k: torch.cat(v, 1) for k, v in self._records.items()}
