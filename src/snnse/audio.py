@@ -236,9 +236,7 @@ class AtomicAudioWriter:
 
     def write(self, x: np.ndarray) -> None:
         """Append a block ``[channels, n]`` (clipped for integer subtypes)."""
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim == 1:
-            x = x[None]
+        x = np.atleast_2d(np.asarray(x, dtype=np.float32))
         if x.shape[0] != self.channels:
             raise ValueError(f"expected {self.channels} channels, got {x.shape[0]}")
         if x.shape[1] == 0:
@@ -259,9 +257,9 @@ class AtomicAudioWriter:
         """Close the temp file and move it onto the final path."""
         self._snd.close()
         try:
-            umask = os.umask(0)
+            umask = os.umask(0o022)
             os.umask(umask)
-            os.chmod(self.tmp_path, 0o666 & ~umask)
+            os.chmod(self.tmp_path, 0o666 & ~umask)  # mkstemp makes it 0600
             os.replace(self.tmp_path, self.path)
         except OSError as err:
             self._remove_tmp()
@@ -274,10 +272,7 @@ class AtomicAudioWriter:
         self._remove_tmp()
 
     def _remove_tmp(self) -> None:
-        try:
-            self.tmp_path.unlink()
-        except FileNotFoundError:
-            pass
+        self.tmp_path.unlink(missing_ok=True)
 
     def __enter__(self) -> "AtomicAudioWriter":
         return self
@@ -305,9 +300,7 @@ def write_audio_atomic(path: str | os.PathLike, x: np.ndarray, sr: int,
     Raises:
         AudioError: If the file cannot be written; no partial file is left.
     """
-    x = np.asarray(x)
-    if x.ndim == 1:
-        x = x[None]
+    x = np.atleast_2d(np.asarray(x))
     if x.ndim != 2:
         raise ValueError(f"expected [channels, samples], got shape {x.shape}")
     with AtomicAudioWriter(path, sr, x.shape[0], subtype=subtype) as writer:

@@ -173,10 +173,11 @@ class STFTFrontend(Frontend):
 
     ``analyze`` returns the magnitude ``|X|`` (``n_fft/2 + 1`` bins) and the complex spectrum;
     ``synthesize`` multiplies the spectrum by the real mask (so the enhanced magnitude is
-    ``mask·|X|`` with the noisy phase) and inverts it. With window ``w`` used for analysis and
-    synthesis, output is divided by ``Σ_m w²[n + m·hop]``, which must be constant (a COLA pair):
-    true for ``rect`` whenever ``hop`` divides ``n_fft`` and for the periodic ``hann`` at
-    ``hop = n_fft/2, n_fft/4, ...``. Perfect reconstruction then holds for every output sample.
+    ``mask·|X|`` with the noisy phase) and inverts it. The synthesis window is the
+    least-squares dual of the analysis window ``w``: ``w[n] / Σ_m w²[n + m·hop]`` (the
+    normalisation ``torch.istft`` applies), so reconstruction is perfect for every output sample
+    and any window/hop that covers all samples (rect: any hop ≤ n_fft; periodic Hann: any hop
+    < n_fft).
 
     Args:
         n_fft: window length (= ``frame_length``), default 512 (32 ms at 16 kHz).
@@ -193,24 +194,40 @@ class STFTFrontend(Frontend):
         if window not in self.WINDOWS:
             raise ValueError(f"window must be one of {self.WINDOWS}, got {window!r}")
         self.window, self.eps = window, float(eps)
-        n_bins = n_fft // 2 + 1
-        self.n_features = n_bins
+        self.n_features = n_fft // 2 + 1
+        analysis, synthesis = self._fourier_weights()
+        dtype = torch.get_default_dtype()
+        # Derived from the configuration, so not saved in checkpoints (persistent=False).
+        self.register_buffer("analysis_weight", analysis.to(dtype), persistent=False)
+        self.register_buffer("synthesis_weight", synthesis.to(dtype), persistent=False)
+
+    def _fourier_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Analysis ``[2K, L]`` (``X = Σ x w e^{-iωn}``, real parts then imaginary) and synthesis
+        ``[2K, L]`` matrices, computed in float64."""
+        n_fft, hop = self.frame_length, self.hop
         n = torch.arange(n_fft, dtype=torch.float64)
-        w = torch.ones(n_fft, dtype=torch.float64) if window == "rect" else torch.hann_window(n_fft, dtype=torch.float64)
+        w = torch.ones(n_fft, dtype=torch.float64) if self.window == "rect" else torch.hann_window(n_fft, dtype=torch.float64)
         gain = torch.stack([(w**2)[j::hop].sum() for j in range(hop)])  # Σ_m w²[j + m·hop]
-        if gain.min() <= 0 or (gain.max() - gain.min()) > 1e-9 * gain.max():
-            raise ValueError(f"window {window!r} with n_fft={n_fft}, hop={hop} does not overlap-add to a constant")
-        k = torch.arange(n_bins, dtype=torch.float64)
-        ang = 2 * math.pi * torch.outer(k, n) / n_fft  # [K, L]
-        analysis = torch.cat([torch.cos(ang), -torch.sin(ang)]) * w  # [2K, L]: X = Σ x w e^{-iωn}
-        c = torch.full((n_bins, 1), 2.0, dtype=torch.float64)
+        if gain.min() <= 1e-8 * gain.max():
+            raise ValueError(f"window {self.window!r} with n_fft={n_fft}, hop={hop} leaves samples uncovered")
+        k = torch.arange(self.n_features, dtype=torch.float64)
+        ang = 2 * math.pi * torch.outer(k, n).remainder(n_fft) / n_fft  # exact phase, [K, L]
+        analysis = torch.cat([torch.cos(ang), -torch.sin(ang)]) * w
+        c = torch.full((self.n_features, 1), 2.0, dtype=torch.float64)
         c[0] = 1.0
         if n_fft % 2 == 0:
             c[-1] = 1.0
-        synthesis = torch.cat([c * torch.cos(ang), -c * torch.sin(ang)]) / n_fft * w / gain[0]  # [2K, L]
-        dtype = torch.get_default_dtype()
-        self.register_buffer("analysis_weight", analysis.to(dtype))
-        self.register_buffer("synthesis_weight", synthesis.to(dtype))
+        synthesis = torch.cat([c * torch.cos(ang), -c * torch.sin(ang)]) / n_fft * w / gain[torch.arange(n_fft) % hop]
+        return analysis, synthesis
+
+    def _apply(self, fn, recurse=True):
+        # After a dtype/device change, rebuild the frozen weights from float64 so that a
+        # float32-built model converted with .double() is exact in float64.
+        super()._apply(fn, recurse)
+        a, s = self._fourier_weights()
+        self.analysis_weight = a.to(self.analysis_weight.device, self.analysis_weight.dtype)
+        self.synthesis_weight = s.to(self.synthesis_weight.device, self.synthesis_weight.dtype)
+        return self
 
     def analyze(self, frames):
         spec = frames @ self.analysis_weight.T  # [B, F, 2K]

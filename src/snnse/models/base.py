@@ -126,7 +126,7 @@ class Enhancer(nn.Module):
             "model": self.name,
             "kwargs": dict(self.kwargs),
             "sample_rate": self.sample_rate,
-            "versions": {"snnse": __version__, "torch": torch.__version__},
+            "versions": {"snnse": __version__, "torch": str(torch.__version__)},
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
         }
 

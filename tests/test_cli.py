@@ -1,0 +1,225 @@
+"""Tests for the ``snnse`` command line tool (create, enhance) on real audio."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from snnse.cli import main, parse_sets, parse_value
+
+TINY = {
+    "dpsnn": ["--set", "N=16", "--set", "B=16", "--set", "H=16"],
+    "spiking_s4": ["--set", "d_model=16", "--set", "d_state=8", "--set", "n_layers=1"],
+}
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    """Tiny untrained checkpoints created through ``snnse create``."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    paths = {}
+    for name, sets in TINY.items():
+        paths[name] = folder / f"{name}.pt"
+        assert main(["create", name, "-o", str(paths[name]), "--seed", "0", *sets]) == 0
+    return paths
+
+
+@pytest.fixture
+def noisy_dir(data_dir):
+    return data_dir / "voicebank_debug" / "noisy"
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _error_lines(err):
+    return [line for line in err.splitlines() if line.startswith("error: ")]
+
+
+def _no_temp_files(folder: Path):
+    return not [p for p in folder.rglob("*") if p.name.endswith(".part")]
+
+
+def test_parse_set_values():
+    assert parse_value("16") == 16 and parse_value("0.5") == 0.5
+    assert parse_value("true") is True and parse_value("False") is False
+    assert parse_value("stft") == "stft" and parse_value("[1, 2]") == [1, 2]
+    assert parse_sets(["a=1", "b = x"]) == {"a": 1, "b": "x"}
+
+
+def test_create_message_and_reload(tmp_path, capsys):
+    import snnse
+
+    code, out, _ = _run(capsys, "create", "dpsnn", "-o", tmp_path / "sub" / "m.pt",
+                        "--seed", "1", *TINY["dpsnn"])
+    assert code == 0 and "UNTRAINED" in out and "random weights" in out
+    model = snnse.load(tmp_path / "sub" / "m.pt")
+    assert model.sample_rate == 16000
+
+
+def test_create_unknown_name(tmp_path, capsys):
+    code, _, err = _run(capsys, "create", "nope", "-o", tmp_path / "m.pt")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "unknown model 'nope'" in err and "dpsnn" in err and "spiking_s4" in err
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_create_bad_settings(tmp_path, capsys):
+    assert _run(capsys, "create", "dpsnn", "-o", tmp_path / "m.pt", "--set", "N16")[0] == 2
+    code, _, err = _run(capsys, "create", "dpsnn", "-o", tmp_path / "m.pt", "--set", "bogus=1")
+    assert code == 2 and "bogus" in err
+    assert _run(capsys, "frobnicate")[0] == 2
+    assert _run(capsys)[0] == 2
+
+
+def test_enhance_folder(noisy_dir, ckpts, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, err = _run(capsys, "enhance", noisy_dir, "-o", out, "--model", ckpts["dpsnn"])
+    assert code == 0, err
+    inputs = sorted(noisy_dir.glob("*.wav"))
+    assert len(inputs) == 6 and sorted(p.name for p in out.iterdir()) == [p.name for p in inputs]
+    for src in inputs:
+        a, b = sf.info(str(src)), sf.info(str(out / src.name))
+        assert (b.frames, b.samplerate, b.channels, b.subtype, b.format) == (
+            a.frames, a.samplerate, a.channels, a.subtype, a.format)
+        y, _ = sf.read(str(out / src.name))
+        assert np.isfinite(y).all() and np.abs(y).max() > 0
+    assert "resampled" not in err and _no_temp_files(out)
+
+
+def test_enhance_resamples_44k(data_dir, ckpts, tmp_path, capsys):
+    src = sorted((data_dir / "noise" / "esc50").glob("*.wav"))[0]
+    dst = tmp_path / "e.wav"
+    code, _, err = _run(capsys, "enhance", src, "-o", dst, "--model", ckpts["spiking_s4"],
+                        "--chunk-seconds", "0.7")
+    assert code == 0, err
+    notices = [line for line in err.splitlines() if "resampled" in line]
+    assert len(notices) == 1 and str(src) in notices[0] and "44100" in notices[0]
+    a, b = sf.info(str(src)), sf.info(str(dst))
+    assert (b.frames, b.samplerate, b.channels, b.subtype) == (a.frames, 44100, 1, a.subtype)
+    code, _, err = _run(capsys, "enhance", src, "-o", tmp_path / "q.wav", "--model",
+                        ckpts["spiking_s4"], "--quiet")
+    assert code == 0 and err == ""
+
+
+def _stereo(noisy_dir, path, subtype):
+    a, sr = sf.read(str(noisy_dir / "p287_001.wav"), dtype="float32")
+    b, _ = sf.read(str(noisy_dir / "p287_002.wav"), dtype="float32")
+    x = np.stack([a, b[: len(a)]], axis=1)
+    sf.write(str(path), x, sr, subtype=subtype)
+    return x, sr
+
+
+def test_enhance_stereo_and_downmix(noisy_dir, ckpts, tmp_path, capsys):
+    x, sr = _stereo(noisy_dir, tmp_path / "st.wav", "FLOAT")
+    mono = tmp_path / "mono.wav"
+    sf.write(str(mono), x[:, 0], sr, subtype="FLOAT")
+    code, _, err = _run(capsys, "enhance", tmp_path / "st.wav", mono, "-o", tmp_path / "o",
+                        "--model", ckpts["dpsnn"], "--chunk-seconds", "0.5")
+    assert code == 0, err
+    y, sr2 = sf.read(str(tmp_path / "o" / "st.wav"), dtype="float32", always_2d=True)
+    assert y.shape == x.shape and sr2 == sr
+    # channels are enhanced independently: channel 0 equals the mono file's result
+    m, _ = sf.read(str(tmp_path / "o" / "mono.wav"), dtype="float32")
+    np.testing.assert_allclose(y[:, 0], m, atol=1e-5)
+    assert np.abs(y[:, 0] - y[:, 1]).max() > 1e-3
+
+    code, _, err = _run(capsys, "enhance", tmp_path / "st.wav", "-o", tmp_path / "d",
+                        "--model", ckpts["dpsnn"], "--downmix")
+    assert code == 0, err
+    info = sf.info(str(tmp_path / "d" / "st.wav"))
+    assert (info.channels, info.frames, info.samplerate) == (1, len(x), sr)
+
+
+def test_enhance_stereo_flac_pcm(noisy_dir, ckpts, tmp_path, capsys):
+    x, sr = _stereo(noisy_dir, tmp_path / "st.flac", "PCM_24")
+    code, _, err = _run(capsys, "enhance", tmp_path / "st.flac", "-o", tmp_path / "o",
+                        "--model", ckpts["spiking_s4"])
+    assert code == 0, err
+    info = sf.info(str(tmp_path / "o" / "st.flac"))
+    assert (info.format, info.subtype, info.channels, info.frames) == ("FLAC", "PCM_24", 2, len(x))
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_streaming_cli_matches_offline_model(name, noisy_dir, ckpts, tmp_path, capsys):
+    import snnse
+
+    x, sr = sf.read(str(noisy_dir / "p287_003.wav"), dtype="float32")
+    src = tmp_path / "f32.wav"
+    sf.write(str(src), x, sr, subtype="FLOAT")
+    code, _, err = _run(capsys, "enhance", src, "-o", tmp_path / "out.wav", "--model",
+                        ckpts[name], "--chunk-seconds", "0.37")
+    assert code == 0, err
+    y, _ = sf.read(str(tmp_path / "out.wav"), dtype="float32")
+    model = snnse.load(ckpts[name]).eval()
+    with torch.inference_mode():
+        ref = model(torch.from_numpy(x)[None])[0].numpy()
+    assert y.shape == ref.shape == x.shape
+    assert np.abs(y - ref).max() < 1e-4
+
+
+def test_enhance_bad_files_reported_per_file(noisy_dir, ckpts, tmp_path, capsys):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    good = ["p287_001.wav", "p287_002.wav"]
+    for g in good:
+        (inp / g).write_bytes((noisy_dir / g).read_bytes())
+    (inp / "corrupt.wav").write_bytes(np.random.default_rng(0).bytes(6000))
+    sf.write(str(inp / "empty.wav"), np.zeros((0, 1)), 16000)
+    x, sr = sf.read(str(noisy_dir / "p287_003.wav"), dtype="float32")
+    x[int(5.2 * sr)] = np.nan  # several chunks in: detected while streaming
+    sf.write(str(inp / "nan.wav"), x, sr, subtype="FLOAT")
+    out = tmp_path / "out"
+    code, _, err = _run(capsys, "enhance", inp, inp / "missing.wav", "-o", out,
+                        "--model", ckpts["dpsnn"], "--chunk-seconds", "0.5")
+    assert code == 1
+    errors = _error_lines(err)
+    assert len(errors) == 4, err
+    reasons = {"corrupt.wav": "cannot read audio", "empty.wav": "empty",
+               "nan.wav": "NaN", "missing.wav": "not found"}
+    for fname, reason in reasons.items():
+        line = next(e for e in errors if fname in e)
+        assert line.startswith(f"error: {inp / fname}: ") and reason in line
+    assert sorted(p.name for p in out.iterdir()) == good
+    for g in good:
+        assert sf.info(str(out / g)).frames == sf.info(str(noisy_dir / g)).frames
+    assert _no_temp_files(out)
+
+
+def test_enhance_missing_input(ckpts, tmp_path, capsys):
+    code, _, err = _run(capsys, "enhance", tmp_path / "nope.wav", "-o", tmp_path / "o",
+                        "--model", ckpts["dpsnn"])
+    assert code == 1 and _error_lines(err) == [f"error: {tmp_path / 'nope.wav'}: file not found"]
+
+
+def test_enhance_refuses_to_overwrite_input(noisy_dir, ckpts, tmp_path, capsys):
+    src = tmp_path / "a.wav"
+    src.write_bytes((noisy_dir / "p287_001.wav").read_bytes())
+    before = src.read_bytes()
+    for out in (src, tmp_path):
+        code, _, err = _run(capsys, "enhance", src, "-o", out, "--model", ckpts["dpsnn"])
+        assert code == 2 and "overwrite input" in err and len(err.strip().splitlines()) == 1
+    assert src.read_bytes() == before and sorted(tmp_path.iterdir()) == [src]
+
+
+def test_enhance_usage_errors(noisy_dir, ckpts, tmp_path, capsys):
+    src = noisy_dir / "p287_001.wav"
+    code, _, err = _run(capsys, "enhance", src, "-o", tmp_path / "o", "--model", tmp_path / "no.pt")
+    assert code == 2 and "not found" in err and len(err.strip().splitlines()) == 1
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    code, _, err = _run(capsys, "enhance", src, "-o", tmp_path / "o", "--model", bad)
+    assert code == 2 and str(bad) in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "empty").mkdir()
+    code, _, err = _run(capsys, "enhance", tmp_path / "empty", "-o", tmp_path / "o",
+                        "--model", ckpts["dpsnn"])
+    assert code == 2 and "no audio files" in err
+    code, _, _ = _run(capsys, "enhance", src, "-o", tmp_path / "o", "--model", ckpts["dpsnn"],
+                      "--chunk-seconds", "0")
+    assert code == 2
+    assert not (tmp_path / "o").exists()
