@@ -163,3 +163,20 @@ def test_invalid_inputs():
         m(torch.randn(2, 10, 4), torch.zeros(2, 4, 4))  # real, not complex
     with pytest.raises(ValueError):
         m.step(torch.randn(2, 4), m.initial_state(3))
+
+
+def test_inference_cache_follows_parameter_updates():
+    torch.manual_seed(0)
+    layer = S4D(4, 8).double()
+    u = torch.randn(2, 4, dtype=torch.float64)
+    with torch.no_grad():
+        y1, _ = layer.step(u)
+        assert torch.equal(layer.step(u)[0], y1)  # cached
+        layer.log_dt.add_(0.5)  # an optimizer step or load_state_dict changes the version
+        y2, _ = layer.step(u)
+    y_ref, _ = layer.step(u)  # with autograd: never cached
+    assert not torch.allclose(y1, y2)
+    torch.testing.assert_close(y2, y_ref.detach())
+    layer.float()
+    with torch.no_grad():
+        assert layer.step(u.float())[0].dtype == torch.float32

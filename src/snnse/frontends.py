@@ -108,8 +108,8 @@ class Frontend(nn.Module):
         k = frames.shape[1]
         if k == 0:
             return pending.new_zeros(pending.shape[0], 0), pending
-        y = self._fold(frames)
-        y = torch.cat([y[:, : self.overlap] + pending, y[:, self.overlap :]], -1)
+        y = self._fold(frames) if k > 1 else frames[:, 0].clone()  # one frame: nothing to fold
+        y[:, : self.overlap] += pending
         n = k * self.hop
         return self.finalize(y[:, :n]), y[:, n:]
 

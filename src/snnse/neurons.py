@@ -108,7 +108,9 @@ class _Spike(torch.autograd.Function):
 
 def spike(x: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:
     """Heaviside ``1[x >= 0]`` whose gradient is ``surrogate.derivative(x)``."""
-    return _Spike.apply(x, surrogate)
+    if x.requires_grad and torch.is_grad_enabled():
+        return _Spike.apply(x, surrogate)
+    return (x >= 0).to(x.dtype)  # inference: skip the autograd machinery
 
 
 SURROGATES = {"atan": ATan, "sigmoid": Sigmoid, "multi_gaussian": MultiGaussian}
@@ -130,6 +132,9 @@ def _scan(unit: "Unit", x: torch.Tensor, state: State | None) -> tuple[torch.Ten
     """The time loop shared by all recurrent units: ``unit.step`` over ``x[B, T, C]``."""
     if state is None:
         state = unit.initial_state(x.shape[0], x.device, x.dtype)
+    if x.shape[1] == 1:  # streaming: one frame
+        y, state = unit.step(x[:, 0], state)
+        return y.unsqueeze(1), state
     ys = []
     for t in range(x.shape[1]):
         y, state = unit.step(x[:, t], state)
@@ -210,16 +215,18 @@ class LIF(Unit):
     def step(self, x, state):
         (v,) = state
         k = self.decay()
-        if self.decay_input:
-            v = v + (x - (v - self.v_reset)) * k
-        else:
-            v = v - (v - self.v_reset) * k + x
+        if self.decay_input:  # v + (x − (v − v_reset))·k
+            v = torch.lerp(v, x + self.v_reset if self.v_reset else x, k)
+        else:  # v − (v − v_reset)·k + x
+            v = (torch.lerp(v, v.new_tensor(self.v_reset), k) if self.v_reset else v * (1 - k)) + x
         s = spike(v - self.v_threshold, self.surrogate)
         sr = s.detach() if self.detach_reset else s
-        if self.reset == "hard":
-            v = v * (1 - sr) + self.v_reset * sr
-        else:
+        if self.reset == "soft":
             v = v - sr * self.v_threshold
+        elif self.v_reset:
+            v = torch.lerp(v, v.new_tensor(self.v_reset), sr)
+        else:
+            v = v * (1 - sr)
         return s, (v,)
 
     def extra_repr(self):
@@ -275,11 +282,10 @@ class ALIF(Unit):
 
     def step(self, x, state):
         v, eta, s_prev = state
-        alpha, rho = torch.sigmoid(self.a), torch.sigmoid(self.r)
         sr = s_prev.detach() if self.detach_reset else s_prev
-        eta = rho * eta + (1 - rho) * s_prev
+        eta = torch.lerp(s_prev, eta, torch.sigmoid(self.r))  # ρη + (1 − ρ)s
         theta = self.b0 + self.beta * eta
-        v = alpha * v + (1 - alpha) * x - theta * sr
+        v = torch.lerp(x, v, torch.sigmoid(self.a)) - theta * sr  # αv + (1 − α)I − θs
         s = spike(v - theta, self.surrogate)
         return s, (v, eta, s)
 
@@ -299,8 +305,7 @@ class LeakyIntegrator(Unit):
         self.b = nn.Parameter(torch.full((size,), math.log(init_decay / (1 - init_decay))))
 
     def step(self, x, state):
-        beta = torch.sigmoid(self.b)
-        u = beta * state[0] + (1 - beta) * x
+        u = torch.lerp(x, state[0], torch.sigmoid(self.b))  # βu + (1 − β)x
         return u, (u,)
 
 

@@ -131,6 +131,7 @@ class S4D(nn.Module):
             imag = (N / math.pi) * (N / (2 * n + 1) - 1)
         self.A_imag = nn.Parameter(imag.float().expand(H, M).clone())
         self.D = nn.Parameter(torch.randn(H))
+        self._cache = None  # see _discretize
         self._tag_ssm_params()
 
     def _tag_ssm_params(self) -> None:
@@ -156,11 +157,23 @@ class S4D(nn.Module):
                            device=device or self.log_dt.device)
 
     def _discretize(self):
-        """Return ``(dtA, dA, dB, C)``, each complex ``[H, N/2]``."""
+        """Return ``(dtA, dA, dB, C)``, each complex ``[H, N/2]``.
+
+        Without autograd (inference, streaming) the result is cached and reused while the
+        parameters are unchanged (keyed on their identity, version counter, dtype and device),
+        so that frame-by-frame streaming does not recompute complex exponentials every step.
+        This caches a function of the parameters only, never stream state.
+        """
+        params = (self.log_dt, self.log_A_real, self.A_imag, self.C)
+        key = tuple((id(p), p._version, p.dtype, p.device) for p in params)
+        if not torch.is_grad_enabled() and self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
         A = torch.complex(-torch.exp(self.log_A_real), self.A_imag)
         dtA = torch.exp(self.log_dt)[:, None] * A
         dA = torch.exp(dtA)
-        return dtA, dA, (dA - 1) / A, torch.view_as_complex(self.C)
+        out = dtA, dA, (dA - 1) / A, torch.view_as_complex(self.C)
+        self._cache = (key, tuple(t.detach() for t in out)) if not torch.is_grad_enabled() else None
+        return out
 
     @staticmethod
     def _powers(dtA: torch.Tensor, length: int) -> torch.Tensor:
@@ -201,6 +214,9 @@ class S4D(nn.Module):
         x0 = self._check_state(state, B, u)
         if T == 0:
             return u.clone(), x0
+        if T == 1:  # frame-by-frame streaming: the recurrence is much cheaper than an FFT
+            y, xT = self.step(u[:, 0], x0)
+            return y[:, None], xT
         dtA, dA, dB, C = self._discretize()
         V = self._powers(dtA, T)  # dA^0 .. dA^(T-1): [H, M, T]
         K = 2 * torch.einsum("hn,hnl->hl", C * dB, V).real

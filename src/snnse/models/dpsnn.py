@@ -58,11 +58,23 @@ class DPSNNBlock(nn.Module):
             z,  # previous SRNN output
         )
 
+    def _depthwise(self, xc):
+        """``self.scnn`` (a depthwise Conv1d) as a contraction: ``[Bt, B, K−1+T] -> [Bt, T, H]``.
+
+        Same result as ``self.scnn(xc).transpose(1, 2)``, several times faster on CPU for the
+        short inputs of streaming (one frame), where the convolution's set-up cost dominates.
+        """
+        h, _, k = self.scnn.weight.shape
+        windows = xc.unfold(-1, k, 1)  # [Bt, B, T, K]
+        if h != self.channels:
+            windows = windows.repeat_interleave(h // self.channels, 1)  # [Bt, H, T, K]
+        return (windows * self.scnn.weight.view(h, 1, k)).sum(-1).transpose(1, 2) + self.scnn.bias
+
     def forward(self, x, state, record=None, suffix=""):
         hist, scnn_state, srnn_state, y = state
         xc = torch.cat([hist, x.transpose(1, 2)], -1)
         hist = xc[..., xc.shape[-1] - (self.kernel - 1) :]
-        s, scnn_state = self.scnn_unit(self.scnn(xc).transpose(1, 2), scnn_state)
+        s, scnn_state = self.scnn_unit(self._depthwise(xc), scnn_state)
         current = self.srnn_in(s) + self.srnn_rec.bias  # input path, vectorised over time
         w_rec = self.srnn_rec.weight.T
         ys = []
