@@ -78,8 +78,8 @@ class DPSNNBlock(nn.Module):
         current = self.srnn_in(s) + self.srnn_rec.bias  # input path, vectorised over time
         w_rec = self.srnn_rec.weight.T
         ys = []
-        for t in range(current.shape[1]):  # the true recurrence
-            y, srnn_state = self.srnn_unit.step(torch.addmm(current[:, t], y, w_rec), srnn_state)
+        for c in current.unbind(1):  # the true recurrence
+            y, srnn_state = self.srnn_unit.step(torch.addmm(c, y, w_rec), srnn_state)
             ys.append(y)
         out = torch.stack(ys, 1) if ys else current
         if record is not None:
