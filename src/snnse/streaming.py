@@ -73,7 +73,7 @@ class Streamer:
         if x.dim() != 2 or x.shape[0] != self.batch:
             raise ValueError(f"expected [{self.batch}, n] samples, got shape {tuple(samples.shape)}")
         self.total_in += x.shape[-1]
-        buf = x if self.pending is None else torch.cat([self.pending, x], -1)
+        buf = x if self.pending is None or not self.pending.shape[-1] else torch.cat([self.pending, x], -1)
         n = buf.shape[-1] - buf.shape[-1] % self.hop
         self.pending = buf[:, n:]
         out = self._run(buf[:, :n]) if n else buf.new_zeros(self.batch, 0)
