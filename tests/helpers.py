@@ -14,7 +14,8 @@ def make_fire(model):
     m = model.masker
     with torch.no_grad():
         if hasattr(m, "blocks"):  # DPSNN
-            m.proj_unit.threshold.fill_(0.3) if hasattr(m.proj_unit, "threshold") else None
+            if hasattr(m.proj_unit, "threshold"):  # the ANN twin has a ReLU here
+                m.proj_unit.threshold.fill_(0.3)
             for blk in m.blocks:
                 blk.scnn.weight.mul_(8)
                 blk.srnn_in.weight.mul_(6)

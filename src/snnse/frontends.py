@@ -29,6 +29,7 @@ References:
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -90,7 +91,7 @@ class Frontend(nn.Module):
     # ---- streaming ------------------------------------------------------------------------
     def initial_state(self, batch: int, device=None, dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(input history, unfinished output)``, both ``[B, L − hop]`` zeros."""
-        p = next(iter(self.buffers()), None) if next(self.parameters(), None) is None else next(self.parameters())
+        p = next(itertools.chain(self.parameters(), self.buffers()), None)
         device = device if device is not None else (p.device if p is not None else None)
         dtype = dtype if dtype is not None else (p.dtype if p is not None else torch.get_default_dtype())
         z = torch.zeros(batch, self.overlap, device=device, dtype=dtype)
