@@ -13,6 +13,11 @@ state is carried continuously instead of being reset every second. Loss-side def
 the last frame only) are addressed where the loss is computed, from the ``record`` this
 masker fills for every frame.
 
+Choices that ``models.md`` leaves open: the per-frame layer norm has affine parameters (512 of
+the 372,996); the ALIF reset is not detached from the graph; the readout integrators start at
+decay 0.5 (``σ(0)``, like the ALIF decays); the ANN twin uses ReLU for proj and SCNN and a tanh
+Elman RNN for the SRNN.
+
 References:
     Sun & Bohté, "DPSNN: spiking neural network for low-latency streaming speech enhancement",
     Neuromorphic Computing and Engineering 4(4) 044008, 2024.
