@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create ./.venv and install snnse into it (idempotent). `--test` also installs the test tools.
 #
-# torch: any release >= 2.1 works. On the project's machines `pip install torch==2.13.0` resolves to
+# torch: the package asks for >= 2.1 (only 2.13.0 tested so far). On the project's machines `pip install torch==2.13.0` resolves to
 # a local CPU build; a plain `pip install torch` elsewhere may fetch a multi-GB CUDA build, so
 # set TORCH_SPEC to what suits your machine (e.g. TORCH_SPEC="torch>=2.1").
 set -euo pipefail
