@@ -248,7 +248,35 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- main
 
-SUBCOMMANDS: list[Callable] = [add_create_parser, add_enhance_parser]
+def add_fit_parser(sub) -> None:
+    p = sub.add_parser(
+        "fit", help="train a model from a recipe", allow_abbrev=False,
+        description="Train with PyTorch Lightning. Every configuration key can be overridden "
+                    "with --section.key VALUE (e.g. --trainer.max_steps 50 --optim.lr 3e-4 "
+                    "--trainer.devices 2 --trainer.strategy ddp).")
+    p.add_argument("--config", help="recipe YAML (configs/*.yaml)")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
+                   help="continue the run from its last.ckpt (or from CKPT)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
+    p.set_defaults(func=cmd_fit)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from snnse.config import ConfigError, dump_config, load_config
+    try:
+        cfg = load_config(args.config, args.overrides)
+        if args.print_config:
+            print(dump_config(cfg), end="")
+            return 0
+        from snnse.training import fit
+        run_dir = fit(cfg, resume=args.resume)
+    except (ConfigError, KeyError, ValueError, FileNotFoundError) as err:
+        raise UsageError(str(err)) from None
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+SUBCOMMANDS: list[Callable] = [add_create_parser, add_enhance_parser, add_fit_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,7 +293,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``snnse`` command line tool and return its exit status."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if getattr(args, "func", None) is cmd_fit:
+            args.overrides = extra
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse: --help (0) or usage error (2)
         return exc.code if isinstance(exc.code, int) else 2
     if getattr(args, "func", None) is None:

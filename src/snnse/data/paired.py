@@ -1,0 +1,176 @@
+"""Paired (noisy, clean) datasets with reproducible random crops, and the sampler that drives them.
+
+Every random choice of an item comes from ``np.random.default_rng([seed, epoch, index])``.
+:class:`EpochSampler` yields ``(epoch, index)`` pairs, so items depend neither on the
+worker that loads them nor on the random state of the process: an interrupted run
+resumed from an epoch boundary sees exactly the batches an uninterrupted run sees,
+and distributed ranks split one permutation between them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from snnse.audio import AudioError, find_audio_files, read_audio, resample
+from snnse.data.manifest import read_manifest
+
+
+def split_index(index) -> tuple[int, int]:
+    """``(epoch, i)`` from an index that is either an int (epoch 0) or a pair."""
+    if isinstance(index, (tuple, list)):
+        return int(index[0]), int(index[1])
+    return 0, int(index)
+
+
+def load_mono(path: Path, sample_rate: int, start: int = 0, frames: int = -1) -> np.ndarray:
+    """Read ``frames`` samples (all if -1) from ``start`` as float32 mono at ``sample_rate``.
+
+    Files at another rate are read whole and resampled (the crop is then taken
+    at ``sample_rate``). Multichannel files are averaged to mono.
+    """
+    info = sf.info(str(path))
+    if info.samplerate == sample_rate:
+        x, _ = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+        x = x.T
+    else:
+        x, sr = read_audio(path)
+        x = resample(x, sr, sample_rate)
+        x = x[:, start:] if frames < 0 else x[:, start:start + frames]
+    x = x.mean(axis=0) if x.shape[0] > 1 else x[0]
+    if not np.all(np.isfinite(x)):
+        raise AudioError(f"{path}: contains NaN or Inf samples")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def pair_folders(noisy: str | os.PathLike, clean: str | os.PathLike) -> list[dict]:
+    """Pair the audio files of two folders by relative path; raise on unpaired files."""
+    noisy, clean = Path(noisy), Path(clean)
+    n = {p.relative_to(noisy): p for p in find_audio_files([noisy])}
+    c = {p.relative_to(clean): p for p in find_audio_files([clean])}
+    lonely = sorted(set(n) ^ set(c))
+    if lonely:
+        raise ValueError(f"{len(lonely)} file(s) without a partner between {noisy} and {clean}, "
+                         f"e.g. {', '.join(map(str, lonely[:3]))}")
+    rows = []
+    for rel in sorted(n):
+        info = sf.info(str(n[rel]))
+        rows.append({"id": str(rel.with_suffix("")), "noisy": n[rel], "clean": c[rel],
+                     "duration": info.frames / info.samplerate, "speaker": "unknown"})
+    return rows
+
+
+class PairedDataset(Dataset):
+    """Noisy/clean pairs from a manifest, a list of rows or two folders.
+
+    Args:
+        source: Manifest CSV path, a list of manifest rows, or ``(noisy_dir, clean_dir)``.
+        segment: Crop length in samples (random crop, zero-padded when the file is
+            shorter); ``None`` returns whole utterances.
+        context: Extra past samples prepended to each crop (warm-up for the
+            recurrent state; the loss ignores them).
+        sample_rate: Rate the model runs at; other rates are resampled.
+        seed: Seed of the crops.
+        limit: Keep only the first ``limit`` pairs.
+
+    Items are ``(noisy, clean)`` float32 tensors ``[context + segment]`` (or
+    ``[T]``). Index with ``(epoch, i)`` (see :class:`EpochSampler`) or with ``i``.
+    """
+
+    def __init__(self, source, segment: int | None = None, context: int = 0, sample_rate: int = 16000,
+                 seed: int = 0, limit: int | None = None):
+        if isinstance(source, (str, os.PathLike)):
+            rows = read_manifest(source)
+        elif isinstance(source, tuple) and len(source) == 2:
+            rows = pair_folders(*source)
+        else:
+            rows = list(source)
+        if not rows:
+            raise ValueError("PairedDataset: no pairs")
+        self.rows = rows[:limit] if limit else rows
+        self.segment, self.context = segment, int(context)
+        self.sample_rate, self.seed = int(sample_rate), int(seed)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        epoch, i = split_index(index)
+        row = self.rows[i]
+        if self.segment is None:
+            noisy = load_mono(row["noisy"], self.sample_rate)
+            clean = load_mono(row["clean"], self.sample_rate)
+            n = min(len(noisy), len(clean))
+            return torch.from_numpy(noisy[:n]), torch.from_numpy(clean[:n])
+        want = self.segment + self.context
+        total = int(round(float(row["duration"]) * self.sample_rate))
+        rng = np.random.default_rng([self.seed, epoch, i])
+        start = int(rng.integers(0, total - want + 1)) if total > want else 0
+        noisy = load_mono(row["noisy"], self.sample_rate, start, want)
+        clean = load_mono(row["clean"], self.sample_rate, start, want)
+        out = np.zeros((2, want), dtype=np.float32)
+        n = min(len(noisy), len(clean), want)
+        out[0, :n], out[1, :n] = noisy[:n], clean[:n]
+        return torch.from_numpy(out[0]), torch.from_numpy(out[1])
+
+
+def pad_collate(batch: Sequence[tuple[torch.Tensor, torch.Tensor]]):
+    """Stack ``(noisy, clean)`` items of different lengths, zero-padded; returns ``(noisy, clean, lengths)``."""
+    lengths = torch.tensor([len(b[0]) for b in batch])
+    T = int(lengths.max())
+    noisy = torch.zeros(len(batch), T)
+    clean = torch.zeros(len(batch), T)
+    for k, (n, c) in enumerate(batch):
+        noisy[k, :len(n)], clean[k, :len(c)] = n, c
+    return noisy, clean, lengths
+
+
+class EpochSampler(Sampler):
+    """Yields ``(epoch, index)``: a seeded permutation per epoch, split between distributed ranks.
+
+    Args:
+        n: Dataset length.
+        shuffle: Permute (seeded by ``seed`` and the epoch) or keep order.
+        seed: Seed of the permutation.
+        rank, world_size: Distributed position; ``None`` reads ``torch.distributed`` at
+            iteration time (1 process when it is not initialised). Every rank gets
+            ``ceil(n / world_size)`` indices (wrapping around), as ``DistributedSampler`` does.
+    """
+
+    def __init__(self, n: int, shuffle: bool = True, seed: int = 0,
+                 rank: int | None = None, world_size: int | None = None):
+        self.n, self.shuffle, self.seed = int(n), bool(shuffle), int(seed)
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _dist(self) -> tuple[int, int]:
+        if self.world_size is not None:
+            return int(self.rank or 0), int(self.world_size)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def _order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.n))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def __len__(self) -> int:
+        return -(-self.n // self._dist()[1])
+
+    def __iter__(self):
+        rank, world = self._dist()
+        order = self._order()
+        per = -(-self.n // world)
+        order = (order * (per * world // max(self.n, 1) + 1))[: per * world]
+        return iter([(self.epoch, i) for i in order[rank::world]])

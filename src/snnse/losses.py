@@ -1,0 +1,83 @@
+"""Training losses of the two papers, in one configurable class.
+
+* DPSNN (Sun & Bohté 2024): ``100 − SI-SNR + 0.001·MSE(waveform) + 0.001·mean|proj| +
+  0.001·mean|readout|``. The activity terms are averaged over **all** frames of the
+  segment (the authors' code saw only the last frame, a defect models.md lists).
+* Spiking-S4 (Du et al. 2024) / Intel N-DNS baseline: ``−SI-SNR + 0.001·MSE(mask)``,
+  the MSE between the masked noisy features and the clean features (for the STFT
+  front-end: masked and clean magnitudes).
+
+The first ``context`` samples of every segment are warm-up for the recurrent state:
+SI-SNR and the waveform MSE ignore them.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+
+def si_snr(est: torch.Tensor, ref: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Scale-invariant SNR in dB, zero-mean, over the last dimension.
+
+    Shape:
+        est, ref: ``[..., T]`` → ``[...]``.
+
+    References:
+        Le Roux et al., "SDR — half-baked or well done?", ICASSP 2019.
+    """
+    est = est - est.mean(-1, keepdim=True)
+    ref = ref - ref.mean(-1, keepdim=True)
+    proj = (est * ref).sum(-1, keepdim=True) / (ref.pow(2).sum(-1, keepdim=True) + eps) * ref
+    noise = est - proj
+    return 10 * torch.log10((proj.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps))
+
+
+class EnhancementLoss(nn.Module):
+    """``offset − SI-SNR + wave_mse·MSE + activity_l1·Σ_layers mean|a| + mask_mse·MSE(mask)``.
+
+    Args:
+        offset: Constant added (DPSNN: 100) — it only shifts the logged value.
+        wave_mse: Weight of the waveform MSE.
+        activity_l1: Weight of the mean absolute activity of each layer in ``activity_layers``.
+        activity_layers: Names in the masker's ``record`` (DPSNN: ``proj``, ``readout``).
+        mask_mse: Weight of ``MSE(mask · noisy features, clean features)``.
+
+    ``forward(model, noisy, clean, context=0)`` returns ``(loss, parts)`` where ``parts`` holds
+    detached components (``sisnr``, ``wave_mse``, ``l1_<layer>``, ``mask_mse``) for logging.
+    """
+
+    def __init__(self, offset: float = 0.0, wave_mse: float = 0.0, activity_l1: float = 0.0,
+                 activity_layers: Sequence[str] = (), mask_mse: float = 0.0):
+        super().__init__()
+        self.offset, self.wave_mse, self.activity_l1 = float(offset), float(wave_mse), float(activity_l1)
+        self.activity_layers, self.mask_mse = tuple(activity_layers), float(mask_mse)
+
+    def forward(self, model, noisy: torch.Tensor, clean: torch.Tensor, context: int = 0):
+        """Loss of ``model`` on a batch ``[B, T]``; the first ``context`` samples are warm-up."""
+        est, aux = model(noisy, return_aux=True)
+        c = int(context)
+        s = si_snr(est[..., c:], clean[..., c:]).mean()
+        loss = self.offset - s
+        parts = {"sisnr": s.detach()}
+        if self.wave_mse:
+            mse = (est[..., c:] - clean[..., c:]).pow(2).mean()
+            loss = loss + self.wave_mse * mse
+            parts["wave_mse"] = mse.detach()
+        if self.activity_l1:
+            for name in self.activity_layers:
+                if name not in aux["record"]:
+                    raise KeyError(f"activity layer {name!r} not recorded; the model records "
+                                   f"{sorted(aux['record'])}")
+                l1 = aux["record"][name].abs().mean()
+                loss = loss + self.activity_l1 * l1
+                parts[f"l1_{name}"] = l1.detach()
+        if self.mask_mse:
+            fe = model.frontend
+            clean_feats, _ = fe.analyze(fe.frames(clean))
+            mse = (aux["mask"] * aux["features"] - clean_feats).pow(2).mean()
+            loss = loss + self.mask_mse * mse
+            parts["mask_mse"] = mse.detach()
+        return loss, parts

@@ -1,0 +1,1 @@
+"""Speech quality metrics (:mod:`snnse.metrics.quality`)."""

@@ -1,0 +1,232 @@
+"""Training on PyTorch Lightning: ``snnse fit --config configs/X.yaml [--key value ...]``.
+
+* :class:`EnhancementTask` — the LightningModule: an :class:`~snnse.models.base.Enhancer`
+  built from the registry, :class:`~snnse.losses.EnhancementLoss`, Adam/AdamW/RAdam with a
+  per-batch exponential decay and floor, validation SI-SNR on every file and PESQ/STOI on
+  the first ``data.metrics_subset`` files of each process.
+* :func:`fit` — builds datasets, logs (TensorBoard and CSV), checkpoints (Lightning
+  ``best.ckpt``/``last.ckpt`` plus the self-describing ``best.pt``/``last.pt`` model files),
+  writes the resolved configuration beside the run and resumes with ``resume=True``.
+
+Resumption is exact at epoch boundaries (``last.ckpt`` is written at the end of every
+epoch): crops, mixtures and the batch order are functions of (seed, epoch, index)
+(:class:`~snnse.data.paired.EpochSampler`), the weights are initialised from the seed,
+and Lightning restores the optimizer, schedule and counters. A checkpoint written in the
+middle of an epoch resumes, but not bit-exactly (the rest of that epoch is redrawn).
+
+Several GPUs or nodes: ``--trainer.devices 4 --trainer.strategy ddp [--trainer.num_nodes 2]``.
+Each process reads its own shard of every epoch's permutation; ``data.batch_size`` is per process.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from snnse.config import ConfigError, dump_config
+from snnse.data.paired import EpochSampler, PairedDataset
+from snnse.losses import EnhancementLoss
+from snnse.models import base
+from snnse.ssm import param_groups
+
+try:
+    import lightning.pytorch as pl
+except ImportError:  # pragma: no cover
+    pl = None
+
+_LightningModule = pl.LightningModule if pl is not None else torch.nn.Module
+
+
+def _resolve(root: Path, value):
+    """Resolve a path (or list of paths) against ``root``."""
+    if isinstance(value, (list, tuple)):
+        return [_resolve(root, v) for v in value]
+    p = Path(str(value)).expanduser()
+    return p if p.is_absolute() else root / p
+
+
+def build_dataset(spec: dict, data: dict, seed: int, train: bool):
+    """One dataset from a source ``spec`` (see :data:`snnse.config.DEFAULTS`)."""
+    root = Path(data["root"]).expanduser()
+    sr = int(data["sample_rate"])
+    segment = int(round(float(data["segment"]) * sr)) if train else None
+    context = int(data["context"]) if train else 0
+    limit = data["train_limit" if train else "valid_limit"]
+    kinds = [k for k in ("manifest", "noisy", "ndns", "noise") if k in spec]
+    if len(kinds) != 1:
+        raise ConfigError(f"a data source needs exactly one of manifest / noisy+clean / ndns / "
+                          f"clean+noise, got {sorted(spec) or 'nothing'}")
+    kind = kinds[0]
+    if kind == "manifest":
+        return PairedDataset(_resolve(root, spec["manifest"]), segment, context, sr, seed, limit)
+    if kind == "noisy":
+        if "clean" not in spec:
+            raise ConfigError("a noisy-folder source also needs 'clean'")
+        return PairedDataset((_resolve(root, spec["noisy"]), _resolve(root, spec["clean"])),
+                             segment, context, sr, seed, limit)
+    if kind == "ndns":
+        from snnse.data.ndns import ndns_pairs
+        rows = ndns_pairs(_resolve(root, spec["ndns"]), spec.get("split", "training_set"))
+        return PairedDataset(rows, segment, context, sr, seed, limit)
+    from snnse.data.mixing import MixingDataset
+    if segment is None:
+        raise ConfigError("on-the-fly mixing needs fixed-length items; use it for training only")
+    opts = {k: v for k, v in spec.items() if k not in ("clean", "noise", "rir")}
+    opts.setdefault("length", limit or 1000)
+    rir = _resolve(root, spec["rir"]) if spec.get("rir") else None
+    return MixingDataset(_resolve(root, spec["clean"]), _resolve(root, spec["noise"]), segment=segment,
+                         context=context, rir=rir, sample_rate=sr, seed=seed, **opts)
+
+
+class EnhancementTask(_LightningModule):
+    """LightningModule around a registered model.
+
+    Args:
+        model_name: Registry name (``dpsnn``, ``spiking_s4``, their ``_ann`` twins, ...).
+        model_kwargs: Constructor arguments.
+        loss: :class:`~snnse.losses.EnhancementLoss` arguments.
+        optim: ``name``, ``lr``, ``weight_decay``, ``betas``, ``gamma``, ``lr_floor``.
+        context: Warm-up samples per training crop (excluded from the loss).
+        metrics_subset: Validation files per process that also get PESQ and STOI.
+    """
+
+    def __init__(self, model_name: str, model_kwargs: dict, loss: dict, optim: dict,
+                 context: int = 0, metrics_subset: int = 4):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = base.get(model_name, **model_kwargs)
+        self.loss = EnhancementLoss(**loss)
+        self.optim, self.context, self.metrics_subset = dict(optim), int(context), int(metrics_subset)
+
+    def training_step(self, batch, batch_idx):
+        noisy, clean = batch[0], batch[1]
+        loss, parts = self.loss(self.model, noisy, clean, self.context)
+        self.log("train/loss", loss, prog_bar=True)
+        for k, v in parts.items():
+            self.log(f"train/{k}", v, prog_bar=(k == "sisnr"))
+        self.log("lr", self.optimizers().param_groups[0]["lr"])
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        noisy, clean = batch[0], batch[1]
+        loss, parts = self.loss(self.model, noisy, clean, 0)
+        n = noisy.shape[0]
+        self.log("val/loss", loss, sync_dist=True, batch_size=n)
+        self.log("val/sisnr", parts["sisnr"], prog_bar=True, sync_dist=True, batch_size=n)
+        if batch_idx < self.metrics_subset:
+            from snnse.metrics.quality import MetricError, pesq, stoi
+            est = self.model(noisy).detach().cpu().double().numpy()
+            ref = clean.detach().cpu().double().numpy()
+            sr = self.model.sample_rate
+            scores = {"pesq": [], "stoi": []}
+            for r, e in zip(ref, est):
+                try:
+                    scores["pesq"].append(pesq(r, e, sr))
+                except MetricError:
+                    pass
+                scores["stoi"].append(stoi(r, e, sr))
+            for k, v in scores.items():
+                if v:
+                    self.log(f"val/{k}", float(np.mean(v)), sync_dist=True, batch_size=len(v))
+
+    def configure_optimizers(self):
+        o = self.optim
+        name = o.get("name", "adam").lower()
+        classes = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "radam": torch.optim.RAdam}
+        if name not in classes:
+            raise ConfigError(f"unknown optimizer {name!r}; choose from {', '.join(classes)}")
+        lr, gamma = float(o["lr"]), float(o.get("gamma", 1.0))
+        opt = classes[name](param_groups(self.model, lr, float(o.get("weight_decay", 0.0))),
+                            lr=lr, betas=tuple(o.get("betas", (0.9, 0.999))))
+        floor = float(o.get("lr_floor", 0.0)) / lr
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(gamma ** step, floor))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class ModelExport(pl.Callback if pl is not None else object):
+    """Writes ``last.pt`` after every validation and ``best.pt`` when ``val/sisnr`` improves (rank 0)."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.best = -math.inf
+
+    def on_validation_end(self, trainer, task):
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        task.model.save(self.folder / "last.pt")
+        score = trainer.callback_metrics.get("val/sisnr")
+        if score is not None and float(score) > self.best:
+            self.best = float(score)
+            task.model.save(self.folder / "best.pt")
+
+    def state_dict(self):
+        return {"best": self.best}
+
+    def load_state_dict(self, state):
+        self.best = float(state["best"])
+
+
+def _loader(ds, cfg: dict, train: bool, seed: int) -> DataLoader:
+    data = cfg["data"]
+    workers = int(data["num_workers"])
+    return DataLoader(ds, batch_size=int(data["batch_size"]) if train else 1,
+                      sampler=EpochSampler(len(ds), shuffle=train, seed=seed),
+                      num_workers=workers, persistent_workers=False, drop_last=False,
+                      pin_memory=torch.cuda.is_available())
+
+
+def fit(cfg: dict, resume: bool | str = False) -> Path:
+    """Train according to a resolved configuration; returns the run folder.
+
+    Args:
+        cfg: Output of :func:`snnse.config.load_config`.
+        resume: ``True`` continues from ``<run>/checkpoints/last.ckpt``; a path names a
+            checkpoint. Without it an existing run folder with checkpoints is an error.
+    """
+    if pl is None:  # pragma: no cover
+        raise ConfigError("training needs PyTorch Lightning: pip install lightning")
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    run_dir = Path(cfg["run"]["dir"]).expanduser() / cfg["run"]["name"]
+    ckpt_dir = run_dir / "checkpoints"
+    ckpt_path = None
+    if resume:
+        ckpt_path = Path(resume) if isinstance(resume, (str, Path)) else ckpt_dir / "last.ckpt"
+        if not ckpt_path.is_file():
+            raise ConfigError(f"nothing to resume: {ckpt_path} does not exist")
+    elif (ckpt_dir / "last.ckpt").exists():
+        raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it "
+                          f"or --run.name NEW for a new one")
+    seed = int(cfg["seed"])
+    pl.seed_everything(seed, workers=True, verbose=False)
+    data = cfg["data"]
+    train_ds = build_dataset(data["train"], data, seed, train=True)
+    valid_ds = build_dataset(data["valid"], data, seed, train=False)
+    task = EnhancementTask(cfg["model"]["name"], cfg["model"]["kwargs"], cfg["loss"], cfg["optim"],
+                           context=int(data["context"]), metrics_subset=int(data["metrics_subset"]))
+    if task.model.sample_rate != int(data["sample_rate"]):
+        raise ConfigError(f"model runs at {task.model.sample_rate} Hz but data.sample_rate is {data['sample_rate']}")
+    callbacks = [
+        ModelCheckpoint(ckpt_dir, filename="best", monitor="val/sisnr", mode="max", save_last=True,
+                        save_top_k=1, auto_insert_metric_name=False),
+        ModelExport(run_dir),
+    ]
+    # one version_K folder per start, so a resumed run keeps the logs of the earlier ones
+    loggers = [TensorBoardLogger(run_dir, name="tensorboard"), CSVLogger(run_dir, name="csv")]
+    trainer = pl.Trainer(default_root_dir=run_dir, callbacks=callbacks, logger=loggers,
+                         use_distributed_sampler=False, **cfg["trainer"])
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(dump_config(cfg))
+    print(f"snnse fit: {cfg['model']['name']} ({base.count_parameters(task.model):,} parameters), "
+          f"{len(train_ds)} training / {len(valid_ds)} validation items, run folder {run_dir}",
+          file=sys.stderr)
+    trainer.fit(task, _loader(train_ds, cfg, True, seed), _loader(valid_ds, cfg, False, seed),
+                ckpt_path=str(ckpt_path) if ckpt_path else None)
+    return run_dir

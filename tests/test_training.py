@@ -1,0 +1,240 @@
+"""Training: configuration, losses, samplers, real 2-epoch runs, exact resume, 2-process DDP."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from snnse.config import ConfigError, load_config
+from snnse.data.manifest import write_manifest
+from snnse.data.paired import EpochSampler, PairedDataset, pad_collate
+from snnse.losses import EnhancementLoss, si_snr
+from snnse.models import base
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "dpsnn": {"N": 32, "B": 32, "H": 32},
+    "spiking_s4": {"d_model": 32, "d_state": 16, "n_layers": 2, "n_fft": 256, "hop": 64},
+}
+DPSNN_LOSS = {"offset": 100.0, "wave_mse": 0.001, "activity_l1": 0.001,
+              "activity_layers": ["proj", "readout"], "mask_mse": 0.0}
+S4_LOSS = {"offset": 0.0, "wave_mse": 0.0, "activity_l1": 0.0, "activity_layers": [], "mask_mse": 0.001}
+
+
+@pytest.fixture(scope="module")
+def manifests(data_dir, tmp_path_factory):
+    """train.csv (p287_001-004) and valid.csv (p287_005-006) over the real VoiceBank pairs."""
+    out = tmp_path_factory.mktemp("manifests")
+    vb = data_dir / "voicebank_debug"
+
+    def rows(ids):
+        for i in ids:
+            info = sf.info(str(vb / "clean" / f"p287_00{i}.wav"))
+            yield {"id": f"p287_00{i}", "noisy": vb / "noisy" / f"p287_00{i}.wav",
+                   "clean": vb / "clean" / f"p287_00{i}.wav", "duration": info.duration, "speaker": "p287"}
+
+    write_manifest(out / "train.csv", rows(range(1, 5)))
+    write_manifest(out / "valid.csv", rows(range(5, 7)))
+    return out
+
+
+def tiny_cfg(manifests, tmp_path, model, **over):
+    s4 = model == "spiking_s4"
+    cfg = load_config(None, [
+        "--seed", "3", "--model.name", model, "--run.dir", str(tmp_path), "--run.name", "run",
+        "--data.root", str(manifests), "--data.train.manifest", "train.csv",
+        "--data.valid.manifest", "valid.csv", "--data.segment", "0.5", "--data.context",
+        "0" if s4 else "160", "--data.batch_size", "2", "--data.metrics_subset", "1",
+        "--optim.name", "radam" if s4 else "adam", "--optim.lr", "0.003" if s4 else "0.01",
+        "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+    ])
+    cfg["model"]["kwargs"] = dict(TINY[model])
+    cfg["loss"] = dict(S4_LOSS if s4 else DPSNN_LOSS)
+    for k, v in over.items():
+        section, key = k.split("__")
+        cfg[section][key] = v
+    return cfg
+
+
+def valid_loss(model, manifests, loss):
+    ds = PairedDataset(manifests / "valid.csv")
+    with torch.no_grad():
+        return float(np.mean([loss(model, n[None], c[None])[0].item() for n, c in ds]))
+
+
+# ---- configuration ------------------------------------------------------------------------
+def test_config_overrides_and_errors(tmp_path):
+    cfg = load_config(REPO / "configs" / "dpsnn_demo.yaml",
+                      ["--trainer.max_steps", "50", "--optim.lr=3e-4", "--model.kwargs.N", "64",
+                       "--loss.activity_layers", "[proj]"])
+    assert cfg["trainer"]["max_steps"] == 50 and cfg["trainer"]["log_every_n_steps"] == 10
+    assert cfg["optim"]["lr"] == pytest.approx(3e-4) and cfg["model"]["kwargs"]["N"] == 64
+    assert cfg["model"]["kwargs"]["B"] == 256 and cfg["loss"]["activity_layers"] == ["proj"]
+    assert cfg["run"]["name"] == "dpsnn_demo"
+    with pytest.raises(ConfigError, match="optim.lrr"):
+        load_config(None, ["--optim.lrr", "1"])
+    with pytest.raises(ConfigError, match="section"):
+        load_config(None, ["--optim", "1"])
+    with pytest.raises(ConfigError, match="needs a value"):
+        load_config(None, ["--seed"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_recipes_resolve_and_follow_the_papers(name):
+    cfg = load_config(REPO / "configs" / name)
+    base.get(cfg["model"]["name"], **cfg["model"]["kwargs"])  # constructor arguments are valid
+    if name.startswith("dpsnn"):
+        assert cfg["optim"]["name"] == "adam" and cfg["optim"]["lr"] == 1e-2
+        assert cfg["optim"]["gamma"] == 0.9999 and cfg["optim"]["lr_floor"] == 1e-3
+        assert cfg["loss"] == DPSNN_LOSS and cfg["data"]["segment"] == 1.0 and cfg["data"]["context"] == 160
+    else:
+        assert cfg["optim"]["name"] == "radam" and cfg["optim"]["lr"] == 1e-3
+        assert cfg["optim"]["weight_decay"] == 1e-5 and cfg["trainer"]["gradient_clip_val"] == 10
+        assert cfg["loss"] == S4_LOSS
+
+
+# ---- losses -------------------------------------------------------------------------------
+def test_si_snr_matches_definition(data_dir):
+    clean = torch.from_numpy(sf.read(data_dir / "voicebank_debug/clean/p287_001.wav")[0])
+    noisy = torch.from_numpy(sf.read(data_dir / "voicebank_debug/noisy/p287_001.wav")[0])
+    assert si_snr(noisy, clean).item() == pytest.approx(12.752449621729227, abs=1e-6)  # reference_metrics.json
+    assert si_snr(3 * clean, clean).item() > 100  # scale invariant
+
+
+def test_dpsnn_loss_sees_every_frame(data_dir):
+    """The activity terms average all frames; the authors' code used only the last one."""
+    torch.manual_seed(0)
+    model = base.get("dpsnn", **TINY["dpsnn"]).double()
+    x = torch.from_numpy(sf.read(data_dir / "voicebank_debug/noisy/p287_002.wav")[0][:8000])[None]
+    c = torch.from_numpy(sf.read(data_dir / "voicebank_debug/clean/p287_002.wav")[0][:8000])[None]
+    loss, parts = EnhancementLoss(**DPSNN_LOSS)(model, x, c, context=160)
+    _, aux = model(x, return_aux=True)
+    for layer in ("proj", "readout"):
+        assert parts[f"l1_{layer}"].item() == pytest.approx(aux["record"][layer].abs().mean().item())
+    est = model(x)
+    want = (100 - si_snr(est[:, 160:], c[:, 160:]).mean() + 0.001 * (est[:, 160:] - c[:, 160:]).pow(2).mean()
+            + 0.001 * (aux["record"]["proj"].abs().mean() + aux["record"]["readout"].abs().mean()))
+    assert loss.item() == pytest.approx(want.item(), rel=1e-12)
+    loss.backward()
+    # the proj threshold gets gradient from the L1 terms of early frames, too
+    assert model.masker.proj_unit.threshold.grad.abs().item() > 0
+    with pytest.raises(KeyError, match="not recorded"):
+        EnhancementLoss(activity_l1=1.0, activity_layers=["nope"])(model, x, c)
+
+
+def test_s4_mask_loss_is_magnitude_mse(data_dir):
+    torch.manual_seed(0)
+    model = base.get("spiking_s4", **TINY["spiking_s4"]).double()
+    x = torch.from_numpy(sf.read(data_dir / "voicebank_debug/noisy/p287_003.wav")[0][:8000])[None]
+    c = torch.from_numpy(sf.read(data_dir / "voicebank_debug/clean/p287_003.wav")[0][:8000])[None]
+    loss, parts = EnhancementLoss(**S4_LOSS)(model, x, c)
+    _, aux = model(x, return_aux=True)
+    clean_mag, _ = model.frontend.analyze(model.frontend.frames(c))
+    mse = (aux["mask"] * aux["features"] - clean_mag).pow(2).mean()
+    assert parts["mask_mse"].item() == pytest.approx(mse.item(), rel=1e-12)
+    assert loss.item() == pytest.approx(-parts["sisnr"].item() + 0.001 * mse.item(), rel=1e-12)
+
+
+# ---- data plumbing ------------------------------------------------------------------------
+def test_epoch_sampler_shards_and_is_seeded():
+    s = EpochSampler(10, seed=5)
+    s.set_epoch(1)
+    a = list(s)
+    assert sorted(i for _, i in a) == list(range(10)) and all(e == 1 for e, _ in a)
+    s.set_epoch(2)
+    assert [i for _, i in s] != [i for _, i in a]
+    s.set_epoch(1)
+    assert list(s) == a
+    shards = [list(EpochSampler(10, seed=5, rank=r, world_size=3)) for r in range(3)]
+    assert all(len(x) == 4 for x in shards)
+    assert {i for sh in shards for _, i in sh} == set(range(10))
+    assert list(EpochSampler(4, shuffle=False)) == [(0, i) for i in range(4)]
+
+
+def test_paired_dataset_crops(manifests):
+    ds = PairedDataset(manifests / "train.csv", segment=4000, context=160, seed=7)
+    n1, c1 = ds[(0, 1)]
+    n2, c2 = ds[(0, 1)]
+    assert n1.shape == (4160,) and torch.equal(n1, n2) and torch.equal(c1, c2)
+    assert not torch.equal(ds[(1, 1)][0], n1)  # a new crop every epoch
+    full_noisy = torch.from_numpy(sf.read(ds.rows[1]["noisy"], dtype="float32")[0])
+    hits = [k for k in range(len(full_noisy) - 4160) if torch.equal(full_noisy[k:k + 4160], n1)]
+    assert len(hits) == 1  # the crop is a real excerpt, aligned between noisy and clean
+    long = PairedDataset(manifests / "train.csv", segment=16000 * 20, seed=7)
+    n, c = long[0]
+    assert n.shape == (320000,) and n[-1000:].abs().sum() == 0  # zero-padded past the end
+    whole = PairedDataset(manifests / "valid.csv")
+    noisy, clean, lengths = pad_collate([whole[0], whole[1]])
+    assert noisy.shape[1] == lengths.max() and lengths.tolist() == [len(whole[0][0]), len(whole[1][0])]
+
+
+# ---- real training runs -------------------------------------------------------------------
+@pytest.mark.parametrize("model", ["dpsnn", "spiking_s4"])
+def test_two_epochs_lower_the_validation_loss(manifests, tmp_path, model):
+    from snnse.training import fit
+
+    cfg = tiny_cfg(manifests, tmp_path, model)
+    torch.manual_seed(0)
+    before = valid_loss(base.get(model, **TINY[model]), manifests, EnhancementLoss(**cfg["loss"]))
+    run = fit(cfg)
+    trained = base.load(run / "last.pt")
+    after = valid_loss(trained, manifests, EnhancementLoss(**cfg["loss"]))
+    assert after < before - 0.5, (before, after)
+    for f in ("config.yaml", "best.pt", "checkpoints/last.ckpt", "checkpoints/best.ckpt"):
+        assert (run / f).is_file(), f
+    assert list((run / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
+    with open(run / "csv" / "version_0" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    val = [r for r in rows if r.get("val/sisnr")]
+    assert len(val) == 2 and all(r["val/pesq"] and r["val/stoi"] for r in val)
+    assert load_config(run / "config.yaml")["model"]["kwargs"] == TINY[model]
+    with pytest.raises(ConfigError, match="already holds a run"):
+        fit(cfg)
+
+
+def test_resume_gives_the_same_weights(manifests, tmp_path):
+    from snnse.training import fit
+
+    straight = fit(tiny_cfg(manifests, tmp_path / "a", "dpsnn"))
+    cfg = tiny_cfg(manifests, tmp_path / "b", "dpsnn")
+    cfg["trainer"]["max_epochs"] = 1
+    fit(cfg)
+    cfg["trainer"]["max_epochs"] = 2
+    resumed = fit(cfg, resume=True)
+    a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=False)
+    b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)
+    assert a["global_step"] == b["global_step"] == 4
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    assert (resumed / "csv" / "version_0" / "metrics.csv").is_file()  # the first start's log is kept
+    assert (resumed / "csv" / "version_1" / "metrics.csv").is_file()
+    sa, sb = a["optimizer_states"][0]["state"], b["optimizer_states"][0]["state"]
+    assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        fit(tiny_cfg(manifests, tmp_path / "c", "dpsnn"), resume=True)
+
+
+def test_ddp_two_cpu_processes(manifests, tmp_path):
+    """The same command line trains with Lightning DDP (gloo); each process reads its shard."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "snnse.cli", "fit", "--seed", "3", "--model.name", "dpsnn",
+           "--model.kwargs", "{N: 32, B: 32, H: 32}", "--run.dir", str(tmp_path), "--run.name", "ddp",
+           "--data.root", str(manifests), "--data.train.manifest", "train.csv",
+           "--data.valid.manifest", "valid.csv", "--data.segment", "0.5", "--data.batch_size", "2",
+           "--data.metrics_subset", "0", "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
+           "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.enable_progress_bar", "false"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "gloo" in res.stderr or "GLOO" in res.stderr or "distributed" in res.stderr.lower()
+    ckpt = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 2  # 4 files / 2 processes / batch 2 = 1 step per epoch
+    assert base.load(tmp_path / "ddp" / "last.pt").name == "dpsnn"
