@@ -276,7 +276,23 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: list[Callable] = [add_create_parser, add_enhance_parser, add_fit_parser]
+def add_data_parser(sub) -> None:
+    p = sub.add_parser("data", help="prepare corpora (voicebank, ndns, synthesize, demo)",
+                       description="Prepare training and evaluation corpora.")
+    dsub = p.add_subparsers(dest="data_command", metavar="CORPUS")
+    from snnse.data import demo, ndns, voicebank
+    for module in (voicebank, ndns, demo):
+        module.add_parser(dsub)
+
+    def usage(args) -> int:
+        p.print_usage(sys.stderr)
+        print("snnse data: error: name a corpus", file=sys.stderr)
+        return 2
+
+    p.set_defaults(func=usage)
+
+
+SUBCOMMANDS: list[Callable] = [add_create_parser, add_enhance_parser, add_fit_parser, add_data_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

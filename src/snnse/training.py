@@ -180,13 +180,14 @@ def _loader(ds, cfg: dict, train: bool, seed: int) -> DataLoader:
                       pin_memory=torch.cuda.is_available())
 
 
-def fit(cfg: dict, resume: bool | str = False) -> Path:
+def fit(cfg: dict, resume: bool | str = False, callbacks: list | None = None) -> Path:
     """Train according to a resolved configuration; returns the run folder.
 
     Args:
         cfg: Output of :func:`snnse.config.load_config`.
         resume: ``True`` continues from ``<run>/checkpoints/last.ckpt``; a path names a
             checkpoint. Without it an existing run folder with checkpoints is an error.
+        callbacks: Extra Lightning callbacks (e.g. timers in ``benchmarks/``).
     """
     if pl is None:  # pragma: no cover
         raise ConfigError("training needs PyTorch Lightning: pip install lightning")
@@ -212,15 +213,16 @@ def fit(cfg: dict, resume: bool | str = False) -> Path:
                            context=int(data["context"]), metrics_subset=int(data["metrics_subset"]))
     if task.model.sample_rate != int(data["sample_rate"]):
         raise ConfigError(f"model runs at {task.model.sample_rate} Hz but data.sample_rate is {data['sample_rate']}")
-    callbacks = [
-        ModelCheckpoint(ckpt_dir, filename="best", monitor="val/sisnr", mode="max", save_last=True,
-                        save_top_k=1, auto_insert_metric_name=False),
-        ModelExport(run_dir),
-    ]
-    # one version_K folder per start, so a resumed run keeps the logs of the earlier ones
-    loggers = [TensorBoardLogger(run_dir, name="tensorboard"), CSVLogger(run_dir, name="csv")]
-    trainer = pl.Trainer(default_root_dir=run_dir, callbacks=callbacks, logger=loggers,
-                         use_distributed_sampler=False, **cfg["trainer"])
+    opts = dict(cfg["trainer"])
+    callbacks = list(callbacks or [])
+    if opts.get("enable_checkpointing", True):
+        callbacks += [ModelCheckpoint(ckpt_dir, filename="best", monitor="val/sisnr", mode="max",
+                                      save_last=True, save_top_k=1, auto_insert_metric_name=False),
+                      ModelExport(run_dir)]
+    if opts.pop("logger", True) is not False:
+        # one version_K folder per start, so a resumed run keeps the logs of the earlier ones
+        opts["logger"] = [TensorBoardLogger(run_dir, name="tensorboard"), CSVLogger(run_dir, name="csv")]
+    trainer = pl.Trainer(default_root_dir=run_dir, callbacks=callbacks, use_distributed_sampler=False, **opts)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(dump_config(cfg))

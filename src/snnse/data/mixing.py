@@ -4,13 +4,26 @@ The conventions are those of the DNS / Intel N-DNS synthesis: the SNR is the
 ratio of the clean and noise energies over the whole clip, and the level is
 the RMS of the noisy mixture in dBFS; clean and noise are scaled by the same
 factor as the mixture, so ``noisy == clean + noise`` holds exactly.
+
+:class:`MixingDataset` draws such mixtures on the fly from folders of clean
+speech, noise and (optionally) room impulse responses.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
+from pathlib import Path
+from typing import Sequence
+
 import numpy as np
+import soundfile as sf
+import torch
+
+from snnse.audio import AudioError, find_audio_files, open_audio, read_audio, resample
 
 EPS = 1e-12
+Sources = str | os.PathLike | Sequence[str | os.PathLike]
 
 
 def rms_db(x: np.ndarray) -> float:
@@ -63,3 +76,200 @@ def mix(clean: np.ndarray, noise: np.ndarray, snr: float, level: float | None = 
             g = peak / m
             noisy, clean, noise = noisy * g, clean * g, noise * g
     return noisy, clean, noise, rms_db(noisy)
+
+
+def loop_crop(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Random excerpt of ``n`` samples of ``x``, looping ``x`` if it is shorter.
+
+    Args:
+        x: 1-D signal.
+        n: Wanted length.
+        rng: Random generator (one or two draws).
+
+    Returns:
+        ``n`` samples: a random crop, or ``x`` repeated from a random start.
+    """
+    if len(x) >= n:
+        start = int(rng.integers(0, len(x) - n + 1))
+        return x[start:start + n]
+    start = int(rng.integers(0, len(x)))
+    return x[(start + np.arange(n)) % len(x)]
+
+
+def apply_rir(x: np.ndarray, rir: np.ndarray) -> np.ndarray:
+    """Reverberate ``x`` with ``rir``, aligned on the direct path.
+
+    The impulse response is cut 1 ms before its largest sample, so the output
+    is not delayed; the tail beyond ``len(x)`` is dropped.
+
+    Args:
+        x: 1-D signal.
+        rir: 1-D room impulse response.
+
+    Returns:
+        Float64 array of ``len(x)`` samples.
+    """
+    rir = np.asarray(rir, dtype=np.float64)
+    rir = rir[max(0, int(np.argmax(np.abs(rir))) - 16):]
+    n_fft = 1 << int(np.ceil(np.log2(len(x) + len(rir) - 1)))
+    y = np.fft.irfft(np.fft.rfft(x, n_fft) * np.fft.rfft(rir, n_fft), n_fft)
+    return y[:len(x)]
+
+
+class _AudioIndex:
+    """Mono audio files indexed by length; random access to frame ranges.
+
+    Files at ``sample_rate`` are read from disk on demand (only the frames
+    asked for); files at another rate, and all files if ``preload``, are read
+    once, resampled and kept in memory.
+    """
+
+    def __init__(self, sources: Sources, sample_rate: int, what: str, preload: bool = False):
+        items = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+        self.files = find_audio_files(items)
+        if not self.files:
+            where = ", ".join(map(str, items)) or "(nothing given)"
+            raise AudioError(f"no {what} audio files (.wav/.flac) found in: {where}")
+        self.cache: dict[int, np.ndarray] = {}
+        lengths, n_resampled = [], 0
+        for k, f in enumerate(self.files):
+            with open_audio(f) as snd:
+                frames, rate = snd.frames, snd.samplerate
+            n_resampled += rate != sample_rate
+            if preload or rate != sample_rate:
+                x, _ = read_audio(f)
+                self.cache[k] = resample(x.mean(axis=0), rate, sample_rate)
+                frames = len(self.cache[k])
+            lengths.append(frames)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        if n_resampled:
+            warnings.warn(f"{n_resampled} {what} file(s) are not at {sample_rate} Hz; they are "
+                          "loaded once, resampled and kept in memory", stacklevel=3)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read(self, k: int, start: int, frames: int) -> np.ndarray:
+        """``frames`` mono float32 samples of file ``k`` from ``start``."""
+        if k in self.cache:
+            return self.cache[k][start:start + frames]
+        try:
+            x, _ = sf.read(str(self.files[k]), frames=frames, start=start, dtype="float32",
+                           always_2d=True)
+        except (sf.SoundFileError, RuntimeError) as err:
+            raise AudioError(f"{self.files[k]}: cannot read audio ({err})") from None
+        return x.mean(axis=1)
+
+
+class MixingDataset(torch.utils.data.Dataset):
+    """Noisy/clean pairs mixed on the fly from clean speech, noise and RIR files.
+
+    Item ``i`` draws, from ``np.random.default_rng([seed, epoch, i])`` only: a
+    clean file and crop, a noise file and crop, whether and which room impulse
+    response reverberates the speech, the SNR and the level; then it mixes with
+    :func:`mix` (peak guard on). Items therefore depend only on
+    ``(seed, epoch, i)``: they are reproducible, and identical whatever the
+    DataLoader worker that computes them, so no ``worker_init_fn`` is needed.
+    :meth:`set_epoch` changes them; call it before iterating a DataLoader (with
+    ``persistent_workers=True`` the workers keep the epoch they started with).
+
+    Crops read only the frames they need; files are indexed once at
+    construction. Files at another sample rate (and all RIRs) are loaded once,
+    resampled and cached in memory, with a warning. Clean files shorter than
+    the item are placed at a random offset and zero-padded; noise files
+    shorter than the item are looped. Crops below :attr:`silence_db` are
+    drawn again (with the same generator) so that the SNR is defined. With a
+    RIR, the reverberant speech is the clean target (``noisy == clean + noise``).
+
+    Args:
+        clean: Folder(s) or files of clean speech.
+        noise: Folder(s) or files of noise.
+        segment: Samples per item (without context).
+        context: Extra past samples before the segment; items have
+            ``segment + context`` samples.
+        length: Items per epoch.
+        snr_range: SNR range in dB, drawn uniformly.
+        level_range: Mixture level range in dBFS, drawn uniformly.
+        rir: Folder(s) or files of room impulse responses, or None.
+        rir_prob: Probability that an item's speech is reverberated.
+        sample_rate: Sample rate of the items in Hz.
+        seed: Base seed.
+
+    Raises:
+        AudioError: No audio files in a source, or an unreadable file.
+        ValueError: Non-positive ``segment`` or ``length``, or a negative ``context``.
+    """
+
+    silence_db = -60.0
+    max_tries = 100
+
+    def __init__(self, clean: Sources, noise: Sources, segment: int, context: int = 0,
+                 length: int = 1000, snr_range: tuple[float, float] = (-5, 20),
+                 level_range: tuple[float, float] = (-35, -15), rir: Sources | None = None,
+                 rir_prob: float = 0.0, sample_rate: int = 16000, seed: int = 0):
+        if segment <= 0 or length <= 0 or context < 0:
+            raise ValueError("segment and length must be positive and context non-negative")
+        self.n = int(segment) + int(context)
+        self.length = int(length)
+        self.snr_range, self.level_range = tuple(snr_range), tuple(level_range)
+        self.rir_prob, self.seed, self.epoch = float(rir_prob), int(seed), 0
+        self.clean = _AudioIndex(clean, sample_rate, "clean")
+        self.noise = _AudioIndex(noise, sample_rate, "noise")
+        self.rir = _AudioIndex(rir, sample_rate, "RIR", preload=True) if rir is not None else None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose items are drawn."""
+        self.epoch = int(epoch)
+
+    def _crop(self, index: _AudioIndex, rng: np.random.Generator, pad: bool
+              ) -> tuple[np.ndarray, Path]:
+        """A non-silent random crop of ``self.n`` samples (zero-padded or looped if short)."""
+        for _ in range(self.max_tries):
+            k = int(rng.integers(len(index)))
+            size = int(index.lengths[k])
+            if size >= self.n:
+                x = index.read(k, int(rng.integers(0, size - self.n + 1)), self.n)
+            elif pad:
+                x = np.zeros(self.n, dtype=np.float32)
+                start = int(rng.integers(0, self.n - size + 1))
+                x[start:start + size] = index.read(k, 0, size)
+            else:
+                x = loop_crop(index.read(k, 0, size), self.n, rng)
+            if rms_db(x) > self.silence_db:
+                return x, index.files[k]
+        raise AudioError(f"{self.max_tries} random crops in a row were silent (below "
+                         f"{self.silence_db} dBFS); last file: {index.files[k]}")
+
+    def sample(self, i: int) -> dict:
+        """Draw item ``i`` with everything that went into it.
+
+        Returns:
+            Dict with float32 arrays ``noisy``, ``clean``, ``noise`` (``noisy
+            == clean + noise`` exactly), floats ``snr`` and ``level`` (dB, the
+            level actually reached) and paths ``clean_file``, ``noise_file``,
+            ``rir_file`` (None without reverberation).
+        """
+        rng = np.random.default_rng([self.seed, self.epoch, int(i)])
+        clean, clean_file = self._crop(self.clean, rng, pad=True)
+        noise, noise_file = self._crop(self.noise, rng, pad=False)
+        rir_file = None
+        if self.rir is not None and rng.random() < self.rir_prob:
+            k = int(rng.integers(len(self.rir)))
+            rir_file = self.rir.files[k]
+            clean = apply_rir(clean, self.rir.cache[k])
+        snr = float(rng.uniform(*self.snr_range))
+        _, clean, noise, level = mix(clean, noise, snr, float(rng.uniform(*self.level_range)))
+        clean, noise = clean.astype(np.float32), noise.astype(np.float32)
+        return {"noisy": clean + noise, "clean": clean, "noise": noise, "snr": snr,
+                "level": level, "clean_file": clean_file, "noise_file": noise_file,
+                "rir_file": rir_file}
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(noisy, clean)`` float32 tensors of ``segment + context`` samples."""
+        if not 0 <= i < self.length:
+            raise IndexError(f"item {i} out of range for {self.length} items")
+        item = self.sample(i)
+        return torch.from_numpy(item["noisy"]), torch.from_numpy(item["clean"])

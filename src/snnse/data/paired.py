@@ -94,6 +94,10 @@ class PairedDataset(Dataset):
         if not rows:
             raise ValueError("PairedDataset: no pairs")
         self.rows = rows[:limit] if limit else rows
+        for row in self.rows:  # e.g. N-DNS pairs come without durations
+            if "duration" not in row:
+                info = sf.info(str(row["noisy"]))
+                row["duration"] = info.frames / info.samplerate
         self.segment, self.context = segment, int(context)
         self.sample_rate, self.seed = int(sample_rate), int(seed)
 

@@ -1,0 +1,1 @@
+"""Corpora: manifests, paired and mixing datasets, VoiceBank+DEMAND, Intel N-DNS, the demo corpus."""

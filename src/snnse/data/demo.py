@@ -1,0 +1,404 @@
+"""Demo corpus of real read speech, music, noise and RIRs that any Debian machine can fetch.
+
+Speech comes from Debian's Asterisk prompt packages (G.722 at 16 kHz, five voices), music from
+its music-on-hold package, further noises and RIRs from the shared data folder. The split is by
+speaker and by noise recording (the :data:`README` template explains it). Validation and test
+are pre-mixed once; training mixes ``train/clean`` with ``train/noise`` on the fly with
+:class:`~snnse.data.mixing.MixingDataset`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from snnse.audio import AudioError, read_audio, resample, write_audio_atomic
+from snnse.data.manifest import write_manifest
+from snnse.data.mixing import apply_rir, loop_crop, mix, rms_db
+
+SR = 16000
+LANGUAGES = ("en", "es", "fr", "it", "ru")
+TEST_LANGUAGE = "fr"
+SPLITS = ("train", "valid", "test")
+MOH = "asterisk-moh-opsound-g722"
+VALID_FRACTION = 0.1   # share of prompt names held out for validation
+MIN_SECONDS = 1.0      # shorter prompts (beeps, single letters) are skipped
+NOISE_DB = -25.0       # RMS level of synthesised noises (babble, coloured)
+NOISE_SECONDS = 30
+BABBLE_FILES = {"train": 6, "valid": 2, "test": 2}
+RIR_PROB = 0.25        # share of reverberated pre-mixed pairs
+SNR_RANGE, LEVEL_RANGE = (-5.0, 20.0), (-35.0, -15.0)
+COLOURS = ("white", "pink", "brown")
+MUSIC = {"train": ("macroform-cold_day", "macroform-the_simplicity", "reno_project-system"),
+         "valid": ("macroform-robot_dity",), "test": ("manolo_camp-morning_coffee",)}
+SB, ESC = "noise/speechbrain/noise{}.wav", "noise/esc50/{}.wav"
+SHARED = {  # files of the shared data folder; ESC-50 split by fold
+    "train": (SB.format(1), SB.format(2), SB.format(3), ESC.format("1-100032-A-0"),
+              ESC.format("2-100648-A-43"), ESC.format("3-103051-C-19"),
+              "rir/rir1.wav", "rir/rir2.wav"),
+    "valid": (SB.format(4), ESC.format("4-156993-A-19"), "rir/rir3.wav"),
+    "test": (SB.format(5), ESC.format("5-156999-C-19"), "rir/rir4.wav")}
+PREFIX = {"speechbrain": "sb", "esc50": "esc50"}
+
+SOURCES = """- Speech: Debian packages `asterisk-core-sounds-{en,es,fr,it,ru}-g722` (Asterisk
+  core sounds 1.6), recorded by Allison Smith (en, es; CC BY-SA 3.0), June Wallack (fr; CC BY-SA
+  3.0), Carlo Flora (it; CC BY 3.0 per the Debian copyright file), Maxim Topal (ru; CC BY 3.0).
+- Music: Debian package `asterisk-moh-opsound-g722` (Asterisk music on hold: Macroform, Manolo
+  Camp, Reno Project; CC BY-SA 3.0).
+- Noise `sb_*` and `rir/*`: SpeechBrain test samples, Apache-2.0.
+- Noise `esc50_*`: ESC-50 (K. J. Piczak) via SpeechBrain, **CC BY-NC 3.0: non-commercial use
+  only**; leave these files out of anything used commercially.
+- Babble (`babble_*`) is made of the corpus' own speech; coloured noise (`white`, `pink`,
+  `brown`) is synthesised.
+"""
+
+README = """# snnse demo corpus
+
+Built by `snnse data demo` (seed {seed}). Everything is 16 kHz mono PCM_16.
+
+| split | speakers | clean min | noise files | RIRs |
+| --- | --- | --- | --- | --- |
+{table}
+
+- `{{train,valid,test}}/clean/*.wav`: speech; `noise/*.wav`: noise recordings; `rir/*.wav`: room
+  impulse responses. Train by mixing `train/clean` with `train/noise` (and `train/rir`, e.g. with
+  probability {rir_prob}) on the fly (`snnse.data.mixing.MixingDataset`).
+- `valid.csv`, `test.csv` (read with `snnse.data.manifest.read_manifest`): fixed pairs in
+  `{{valid,test}}/mix/{{noisy,clean}}/`, SNR uniform in [{snr[0]:g}, {snr[1]:g}] dB, mixture level
+  uniform in [{level[0]:g}, {level[1]:g}] dBFS, extra columns `snr`, `level` (reached), `noise`,
+  `rir`. {rir_pct:g} % of the pairs are reverberated; their clean target is the reverberant speech.
+
+## Split
+
+By speaker and by noise recording. Test: the French voice (June Wallack), the music of an
+artist unseen elsewhere, SpeechBrain `noise5`, the ESC-50 fold-5 clip, `rir4`, babble of test
+utterances (the target's own voice: a hard case) and coloured noise of its own seed. Validation:
+the prompts whose name falls in a seeded {valid_pct:g} % share, in every training voice (no
+validation text is in training, in any language), with noise recordings, babble, coloured noise
+and RIR of its own. A held-out validation voice would leave three training voices of five; the
+test split measures generalisation to an unseen voice. The English and Spanish prompts are read
+by the same person (Allison Smith): the corpus has four distinct voices. Prompts shorter than
+{min_s:g} s are skipped.
+
+## Sources and licences (full texts in `LICENSES/`)
+
+{sources}"""
+
+
+class DemoError(Exception):
+    """The demo corpus cannot be built; ``str(err)`` is one line."""
+
+
+def _key(*parts) -> list[int]:
+    """Integer seed list for ``np.random.default_rng`` (strings hashed with CRC-32)."""
+    return [zlib.crc32(p.encode()) if isinstance(p, str) else int(p) for p in parts]
+
+
+def fetch_debs(names: list[str], debs: Path) -> dict[str, Path]:
+    """Return the ``.deb`` file of every package; missing ones come from ``apt-get download``.
+
+    Raises:
+        DemoError: A package is neither in ``debs`` nor downloadable.
+    """
+    debs.mkdir(parents=True, exist_ok=True)
+    missing = [n for n in names if not list(debs.glob(f"{n}_*.deb"))]
+    if missing:
+        try:
+            res = subprocess.run(["apt-get", "download", *missing], cwd=debs,
+                                 capture_output=True, text=True)
+            reason = (res.stderr.strip().splitlines() or ["apt-get failed"])[-1]
+        except OSError as err:
+            reason = f"cannot run apt-get: {err}"
+        still = [n for n in missing if not list(debs.glob(f"{n}_*.deb"))]
+        if still:
+            raise DemoError(f"cannot download {' '.join(still)} ({reason}); fetch them by hand "
+                            f"(`apt-get download NAME` on a Debian/Ubuntu machine, or "
+                            f"https://packages.debian.org/NAME) and put the .deb files in {debs}")
+    return {n: sorted(debs.glob(f"{n}_*.deb"))[-1] for n in names}
+
+
+def _unpack(debs: dict[str, Path], root: Path) -> None:
+    """``dpkg -x`` every package into ``root/NAME``."""
+    for name, deb in debs.items():
+        try:
+            subprocess.run(["dpkg", "-x", str(deb), str(root / name)], capture_output=True,
+                           text=True, check=True)
+        except (OSError, subprocess.CalledProcessError) as err:
+            reason = ((getattr(err, "stderr", None) or str(err)).strip().splitlines() or ["?"])[-1]
+            raise DemoError(f"cannot unpack {deb} ({reason}); delete it to download it afresh") \
+                from None
+
+
+def decode_g722(path: Path) -> np.ndarray:
+    """Decode a 64 kbit/s G.722 file to 16 kHz float32 in [-1, 1)."""
+    try:
+        import G722
+    except ImportError:
+        raise DemoError("the demo corpus needs the G.722 decoder: pip install G722") from None
+    pcm = G722.G722(SR, 64000).decode(path.read_bytes())
+    return np.asarray(pcm, dtype=np.float32) / 32768.0
+
+
+def _utterances(root: Path, lang: str, seed: int, limit: int | None
+                ) -> tuple[str, dict[str, list[tuple[str, Path]]]]:
+    """Voice name and the ``(id, g722 file)`` pairs of each split for one language."""
+    voice = next((root / f"asterisk-core-sounds-{lang}-g722/usr/share/asterisk/sounds").iterdir())
+    prompts = {}
+    for f in sorted(voice.rglob("*.g722")):
+        rel = f.relative_to(voice).with_suffix("")
+        if "silence" not in rel.parts and f.stat().st_size >= MIN_SECONDS * SR / 2:
+            prompts["-".join(rel.parts)] = f  # G.722 at 16 kHz: two samples per byte
+    ranks = {name: np.random.default_rng(_key(seed, name)).random() for name in prompts}
+    names = sorted(prompts, key=ranks.get)
+    if lang == TEST_LANGUAGE:
+        split = {"test": names[:limit]}
+    else:
+        valid = [n for n in names if ranks[n] < VALID_FRACTION]
+        train = [n for n in names if ranks[n] >= VALID_FRACTION]
+        n_valid = len(valid) if limit is None else max(1, round(limit * VALID_FRACTION))
+        split = {"valid": valid[:n_valid],
+                 "train": train if limit is None else train[:max(0, limit - n_valid)]}
+    return voice.name, {s: [(f"{lang}_{n}", prompts[n]) for n in sorted(v)]
+                        for s, v in split.items()}
+
+
+def _write_wav(path: Path, x: np.ndarray) -> None:
+    write_audio_atomic(path, x[None], SR, subtype="PCM_16")
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically, leaving the file untouched if it already holds it."""
+    if path.is_file() and path.read_text() == text:
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def _read(path: Path, resampled: bool = False) -> np.ndarray:
+    """Mono float32 audio of ``path`` (at 16 kHz if ``resampled``)."""
+    x, sr = read_audio(path)
+    return resample(x.mean(axis=0), sr, SR) if resampled else x.mean(axis=0)
+
+
+def _normalise(x: np.ndarray, db: float = NOISE_DB) -> np.ndarray:
+    x = x * 10.0 ** ((db - rms_db(x)) / 20.0)
+    return x * min(1.0, 0.99 / np.max(np.abs(x)))
+
+
+def coloured_noise(colour: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """White, pink (1/f power) or brown (1/f^2 power) noise at :data:`NOISE_DB`."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n)
+    f[0] = np.inf  # no DC
+    return _normalise(np.fft.irfft(spec / f ** (COLOURS.index(colour) / 2), n))
+
+
+def _babble_plan(utts: list[tuple[str, Path]], n: int, rng: np.random.Generator
+                 ) -> list[list[Path]]:
+    """3-5 talkers, each a random sequence of utterances covering ``n`` samples."""
+    sizes = np.array([2 * f.stat().st_size for _, f in utts])
+    talkers = []
+    for _ in range(int(rng.integers(3, 6))):
+        picks = rng.integers(len(utts), size=n // int(sizes.min()) + 2)
+        stop = int(np.searchsorted(np.cumsum(sizes[picks]), n)) + 1
+        talkers.append([utts[k][1] for k in picks[:stop]])
+    return talkers
+
+
+def _babble(talkers: list[list[Path]], n: int, clean_dir: Path, ids: dict[Path, str]
+            ) -> np.ndarray:
+    """Sum of talkers, each a concatenation of level-normalised utterances."""
+    streams = [np.concatenate([_normalise(_read(clean_dir / f"{ids[f]}.wav")) for f in t])[:n]
+               for t in talkers]
+    return _normalise(np.sum(streams, axis=0))
+
+
+def _noises(split: str, out: Path, unpacked: Path, shared: Path, utts, seed: int
+            ) -> dict[str, set[str]]:
+    """Write the split's noise and RIR files; return the utterance ids in each babble file."""
+    code, noise_dir, n = SPLITS.index(split), out / split / "noise", NOISE_SECONDS * SR
+    moh = unpacked / MOH / "usr/share/asterisk/moh"
+    jobs = {f"music_{t}": lambda t=t: decode_g722(moh / f"{t}.g722") for t in MUSIC[split]}
+    for rel in map(Path, SHARED[split]):
+        name = rel.stem if rel.parts[0] == "rir" else f"{PREFIX[rel.parent.name]}_{rel.stem}"
+        jobs[name] = lambda rel=rel: _read(shared / rel, resampled=True)
+    for c, colour in enumerate(COLOURS):
+        jobs[colour] = lambda c=c, colour=colour: coloured_noise(
+            colour, n, np.random.default_rng(_key(seed, code, 1, c)))
+    ids = {f: i for i, f in utts}
+    babble = {}
+    for b in range(BABBLE_FILES[split]):
+        plan = _babble_plan(utts, n, np.random.default_rng(_key(seed, code, 2, b)))
+        babble[f"babble_{b:02d}"] = {ids[f] for t in plan for f in t}
+        jobs[f"babble_{b:02d}"] = lambda plan=plan: _babble(plan, n, out / split / "clean", ids)
+    for name, make in jobs.items():
+        path = (out / split / "rir" if name.startswith("rir") else noise_dir) / f"{name}.wav"
+        if not path.is_file():
+            _write_wav(path, make())
+    return babble
+
+
+def _premix(split: str, out: Path, utts, speaker: dict[str, str], babble: dict[str, set[str]],
+            seed: int, progress: bool) -> list[dict]:
+    """Write the split's fixed noisy/clean pairs; return the manifest rows."""
+    noise = {p.stem: _read(p) for p in sorted((out / split / "noise").glob("*.wav"))}
+    rirs = {p.stem: _read(p) for p in sorted((out / split / "rir").glob("*.wav"))}
+    rows = []
+    for uid, _ in tqdm(utts, desc=f"{split} mixtures", disable=not progress, leave=False):
+        rng = np.random.default_rng(_key(seed, SPLITS.index(split), 3, uid))
+        names = [k for k in noise if uid not in babble.get(k, ())]
+        name = names[int(rng.integers(len(names)))]
+        snr, level = rng.uniform(*SNR_RANGE), rng.uniform(*LEVEL_RANGE)
+        rir = sorted(rirs)[int(rng.integers(len(rirs)))] if rng.random() < RIR_PROB else ""
+        clean = _read(out / split / "clean" / f"{uid}.wav")
+        if rir:
+            clean = apply_rir(clean, rirs[rir])
+        for _ in range(100):  # sparse noises (a dog barking) may have silent stretches
+            nz = loop_crop(noise[name], len(clean), rng)
+            if rms_db(nz) > -60:
+                break
+        noisy, clean, _, reached = mix(clean, nz, snr, level)
+        paths = {k: out / split / "mix" / k / f"{uid}.wav" for k in ("noisy", "clean")}
+        for k, x in (("noisy", noisy), ("clean", clean)):
+            if not paths[k].is_file():
+                _write_wav(paths[k], x)
+        rows.append({"id": uid, **paths, "duration": len(clean) / SR, "speaker": speaker[uid],
+                     "snr": f"{snr:.2f}", "level": f"{reached:.2f}", "noise": name, "rir": rir})
+    return rows
+
+
+def build_demo(out, languages=LANGUAGES, limit: int | None = None, seed: int = 0,
+               debs=None, shared=None, progress: bool = True) -> dict:
+    """Build (or complete) the demo corpus in ``out``; finished files are kept as they are.
+
+    Args:
+        out: Corpus folder.
+        languages: Voices among :data:`LANGUAGES`; must include :data:`TEST_LANGUAGE`
+            and one other.
+        limit: At most this many utterances per voice (for quick tests).
+        seed: Seed of the split, the synthesised noises and the pre-mixed pairs.
+        debs: Cache folder of the ``.deb`` packages (default ``~/.cache/snnse/debs``).
+        shared: Shared data folder (default ``../shared/data`` from the current folder).
+        progress: Show progress bars.
+
+    Returns:
+        The summary written to ``out/corpus.json``, plus ``seconds`` (build time).
+
+    Raises:
+        DemoError: Bad options, ``out`` built with other options, missing shared data,
+            packages that can be neither found nor downloaded, or no G.722 decoder.
+    """
+    t0, out = time.time(), Path(out)
+    languages = list(dict.fromkeys(languages))
+    if set(languages) - set(LANGUAGES) or TEST_LANGUAGE not in languages or len(languages) < 2:
+        raise DemoError(f"languages must be among {','.join(LANGUAGES)} and include "
+                        f"{TEST_LANGUAGE} (the test voice) and another one")
+    if seed < 0 or (limit is not None and limit < 2):
+        raise DemoError("the seed must be >= 0 and the limit >= 2")
+    shared = Path(shared) if shared else Path.cwd().parent / "shared" / "data"
+    lost = [r for s in SHARED.values() for r in s if not (shared / r).is_file()]
+    if lost:
+        raise DemoError(f"shared data not found: {shared / lost[0]} (pass --shared DIR)")
+    options = {"seed": seed, "languages": languages, "limit": limit}
+    old = json.loads((out / "corpus.json").read_text()) if (out / "corpus.json").is_file() else {}
+    if old and {k: old.get(k) for k in options} != options:
+        raise DemoError(f"{out} was built with other options ({old.get('languages')}, limit "
+                        f"{old.get('limit')}, seed {old.get('seed')}); use another folder")
+    names = [f"asterisk-core-sounds-{lang}-g722" for lang in languages] + [MOH]
+    debs = fetch_debs(names, Path(debs) if debs else Path.home() / ".cache/snnse/debs")
+    summary = {**options, "sample_rate": SR,
+               "packages": {n: p.name for n, p in debs.items()}, "splits": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        _unpack(debs, Path(tmp))
+        utts, speaker = {s: [] for s in SPLITS}, {}
+        for lang in languages:
+            voice, split = _utterances(Path(tmp), lang, seed, limit)
+            for s, items in split.items():
+                utts[s] += items
+                speaker.update((uid, voice) for uid, _ in items)
+        if not all(utts.values()):
+            raise DemoError("a split came out empty; use a larger --limit")
+        for s in SPLITS:
+            for uid, f in tqdm(utts[s], desc=f"{s} speech", disable=not progress, leave=False):
+                if not (out / s / "clean" / f"{uid}.wav").is_file():
+                    _write_wav(out / s / "clean" / f"{uid}.wav", decode_g722(f))
+        (out / "LICENSES").mkdir(parents=True, exist_ok=True)
+        for n in names:
+            text = (Path(tmp) / n / f"usr/share/doc/{n}/copyright").read_text()
+            _write_text(out / "LICENSES" / f"{n}.copyright", text)
+        for s in tqdm(SPLITS, desc="noise", disable=not progress, leave=False):
+            babble = _noises(s, out, Path(tmp), shared, utts[s], seed)
+            if s != "train":
+                rows = _premix(s, out, utts[s], speaker, babble, seed, progress)
+                new = out / f".{s}.csv.new"  # same folder: the paths are relative to it
+                write_manifest(new, rows, extra=("snr", "level", "noise", "rir"))
+                _write_text(out / f"{s}.csv", new.read_text())
+                new.unlink()
+            summary["splits"][s] = {
+                "speakers": sorted({speaker[u] for u, _ in utts[s]}), "utterances": len(utts[s]),
+                "clean_minutes": round(sum(2 * f.stat().st_size for _, f in utts[s]) / SR / 60, 2),
+                "noise": sorted(p.stem for p in (out / s / "noise").glob("*.wav")),
+                "noise_minutes": round(sum(sf.info(str(p)).duration for p in
+                                           (out / s / "noise").glob("*.wav")) / 60, 2),
+                "rir": sorted(p.stem for p in (out / s / "rir").glob("*.wav"))}
+    _write_text(out / "LICENSES" / "SOURCES.md", SOURCES)
+    try:
+        summary["snnse_version"] = importlib.metadata.version("snnse")
+    except importlib.metadata.PackageNotFoundError:
+        summary["snnse_version"] = None
+    _write_text(out / "corpus.json", json.dumps(summary, indent=2) + "\n")
+    table = "\n".join(f"| {s} | {', '.join(v['speakers'])} | {v['clean_minutes']} | "
+                      f"{len(v['noise'])} | {', '.join(v['rir'])} |"
+                      for s, v in summary["splits"].items())
+    _write_text(out / "README.md", README.format(
+        seed=seed, table=table, rir_prob=RIR_PROB, snr=SNR_RANGE, level=LEVEL_RANGE,
+        rir_pct=100 * RIR_PROB, valid_pct=100 * VALID_FRACTION, min_s=MIN_SECONDS, sources=SOURCES))
+    return dict(summary, seconds=round(time.time() - t0, 1))
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``demo`` subcommand (``snnse data demo DIR``)."""
+    p = subparsers.add_parser(
+        "demo", help="build the demo corpus of real speech and noise",
+        description="Download Debian's Asterisk prompt and music packages and build a split "
+                    "corpus (train/valid/test) of real speech, noise and RIRs in DIR.")
+    p.add_argument("dir", help="corpus folder to create or complete")
+    p.add_argument("--languages", default=",".join(LANGUAGES),
+                   help=f"comma-separated voices (default %(default)s; {TEST_LANGUAGE}, the test "
+                        "voice, is required)")
+    p.add_argument("--limit", type=int, help="at most N utterances per voice (quick tests)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default %(default)s)")
+    p.add_argument("--debs", help="cache folder of the .deb files (default ~/.cache/snnse/debs)")
+    p.add_argument("--shared", help="shared data folder with noise/ and rir/ "
+                                    "(default ../shared/data from the current folder)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``snnse data demo``; 0 on success, 2 with one ``error:`` line on stderr."""
+    try:
+        languages = [x.strip() for x in args.languages.split(",") if x.strip()]
+        s = build_demo(args.dir, languages=languages, limit=args.limit, seed=args.seed,
+                       debs=args.debs, shared=args.shared)
+    except (DemoError, AudioError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    minutes = ", ".join(f"{k} {v['clean_minutes']} min" for k, v in s["splits"].items())
+    print(f"{args.dir}: {minutes} of speech ({s['seconds']} s)")
+    return 0
