@@ -13,3 +13,16 @@ def data_dir() -> Path:
     if not DATA_DIR.is_dir():  # the tests run on real audio; skipping them would prove nothing
         pytest.fail(f"shared test audio not found at {DATA_DIR} (the repository expects ../shared/data)")
     return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory, data_dir) -> Path:
+    """A small demo corpus (voices en and fr, 6 prompts each) built from the real Debian packages.
+
+    ``snnse data demo`` downloads the packages once into ``~/.cache/snnse/debs``.
+    """
+    from snnse.data.demo import build_demo
+
+    out = tmp_path_factory.mktemp("demo") / "corpus"
+    build_demo(out, languages=("en", "fr"), limit=6, shared=data_dir, progress=False)
+    return out

@@ -31,10 +31,9 @@ def _snapshot(root: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory, data_dir):
-    out = tmp_path_factory.mktemp("demo") / "corpus"
-    assert _run(out, "--languages", "en,fr", "--limit", "6", "--shared", data_dir) == 0
-    return out
+def corpus(demo_corpus):
+    """Built by the session fixture in conftest.py; the CLI path is run again below (idempotence)."""
+    return demo_corpus
 
 
 def test_layout_and_summary(corpus):

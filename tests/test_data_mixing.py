@@ -138,3 +138,22 @@ def test_empty_folder_error(make, tmp_path):
         make(clean=tmp_path)
     with pytest.raises(AudioError, match="no noise audio files"):
         make(noise=[])
+
+
+def test_epoch_index_pairs_from_the_sampler(data_dir):
+    """Training feeds (epoch, i) pairs from EpochSampler; they select the epoch without set_epoch."""
+    from snnse.data.paired import EpochSampler
+
+    ds = MixingDataset(data_dir / "voicebank_debug" / "clean", data_dir / "noise" / "speechbrain",
+                       segment=4000, length=6, seed=3)
+    ds.set_epoch(2)
+    want = ds[4]
+    ds.set_epoch(0)
+    got = ds[(2, 4)]
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    sampler = EpochSampler(len(ds), seed=1)
+    sampler.set_epoch(2)
+    assert sorted(i for _, i in sampler) == list(range(6))
+    for e, i in list(sampler)[:2]:
+        assert np.array_equal(ds[(e, i)][0].numpy(), ds.sample(i, e)["noisy"])
+        assert not np.array_equal(ds[(e, i)][0].numpy(), ds.sample(i, e + 1)["noisy"])

@@ -238,3 +238,21 @@ def test_ddp_two_cpu_processes(manifests, tmp_path):
     ckpt = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 2  # 4 files / 2 processes / batch 2 = 1 step per epoch
     assert base.load(tmp_path / "ddp" / "last.pt").name == "dpsnn"
+
+
+def test_demo_recipe_end_to_end(demo_corpus, tmp_path):
+    """`snnse fit --config configs/dpsnn_demo.yaml --trainer.max_steps N` on the demo corpus, via the CLI."""
+    from snnse.cli import main
+
+    rc = main(["fit", "--config", str(REPO / "configs" / "dpsnn_demo.yaml"), "--trainer.max_steps", "4",
+               "--data.root", str(demo_corpus), "--data.batch_size", "2", "--data.num_workers", "0",
+               "--model.kwargs.N", "32", "--model.kwargs.B", "32", "--model.kwargs.H", "32",
+               "--run.dir", str(tmp_path), "--trainer.enable_progress_bar", "false"])
+    assert rc == 0
+    run = tmp_path / "dpsnn_demo"
+    with open(run / "csv" / "version_0" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r for r in rows if r.get("val/sisnr")], "the final weights were validated"
+    assert base.load(run / "last.pt").name == "dpsnn"
+    assert load_config(run / "config.yaml")["trainer"]["max_steps"] == 4
+    assert main(["fit", "--config", str(REPO / "configs" / "dpsnn_demo.yaml"), "--optim.nope", "1"]) == 2

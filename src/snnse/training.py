@@ -102,6 +102,7 @@ class EnhancementTask(_LightningModule):
         self.model = base.get(model_name, **model_kwargs)
         self.loss = EnhancementLoss(**loss)
         self.optim, self.context, self.metrics_subset = dict(optim), int(context), int(metrics_subset)
+        self.validated_step = -1
 
     def training_step(self, batch, batch_idx):
         noisy, clean = batch[0], batch[1]
@@ -133,6 +134,10 @@ class EnhancementTask(_LightningModule):
             for k, v in scores.items():
                 if v:
                     self.log(f"val/{k}", float(np.mean(v)), sync_dist=True, batch_size=len(v))
+
+    def on_validation_epoch_end(self):
+        if not self.trainer.sanity_checking:
+            self.validated_step = self.global_step
 
     def configure_optimizers(self):
         o = self.optim
@@ -229,6 +234,10 @@ def fit(cfg: dict, resume: bool | str = False, callbacks: list | None = None) ->
     print(f"snnse fit: {cfg['model']['name']} ({base.count_parameters(task.model):,} parameters), "
           f"{len(train_ds)} training / {len(valid_ds)} validation items, run folder {run_dir}",
           file=sys.stderr)
-    trainer.fit(task, _loader(train_ds, cfg, True, seed), _loader(valid_ds, cfg, False, seed),
+    valid_loader = _loader(valid_ds, cfg, False, seed)
+    trainer.fit(task, _loader(train_ds, cfg, True, seed), valid_loader,
                 ckpt_path=str(ckpt_path) if ckpt_path else None)
+    if trainer.global_step > task.validated_step and not trainer.interrupted:
+        # stopped inside an epoch (--trainer.max_steps): validate the final weights too
+        trainer.validate(task, valid_loader, verbose=False)
     return run_dir

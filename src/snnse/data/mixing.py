@@ -243,8 +243,8 @@ class MixingDataset(torch.utils.data.Dataset):
         raise AudioError(f"{self.max_tries} random crops in a row were silent (below "
                          f"{self.silence_db} dBFS); last file: {index.files[k]}")
 
-    def sample(self, i: int) -> dict:
-        """Draw item ``i`` with everything that went into it.
+    def sample(self, i: int, epoch: int | None = None) -> dict:
+        """Draw item ``i`` (of ``epoch``, default the one set by :meth:`set_epoch`) with its parts.
 
         Returns:
             Dict with float32 arrays ``noisy``, ``clean``, ``noise`` (``noisy
@@ -252,7 +252,8 @@ class MixingDataset(torch.utils.data.Dataset):
             level actually reached) and paths ``clean_file``, ``noise_file``,
             ``rir_file`` (None without reverberation).
         """
-        rng = np.random.default_rng([self.seed, self.epoch, int(i)])
+        epoch = self.epoch if epoch is None else int(epoch)
+        rng = np.random.default_rng([self.seed, epoch, int(i)])
         clean, clean_file = self._crop(self.clean, rng, pad=True)
         noise, noise_file = self._crop(self.noise, rng, pad=False)
         rir_file = None
@@ -267,9 +268,14 @@ class MixingDataset(torch.utils.data.Dataset):
                 "level": level, "clean_file": clean_file, "noise_file": noise_file,
                 "rir_file": rir_file}
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(noisy, clean)`` float32 tensors of ``segment + context`` samples."""
+    def __getitem__(self, index) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(noisy, clean)`` float32 tensors of ``segment + context`` samples.
+
+        ``index`` is ``i`` (the epoch set by :meth:`set_epoch`) or ``(epoch, i)`` as
+        :class:`~snnse.data.paired.EpochSampler` yields it.
+        """
+        epoch, i = (int(index[0]), int(index[1])) if isinstance(index, (tuple, list)) else (None, int(index))
         if not 0 <= i < self.length:
             raise IndexError(f"item {i} out of range for {self.length} items")
-        item = self.sample(i)
+        item = self.sample(i, epoch)
         return torch.from_numpy(item["noisy"]), torch.from_numpy(item["clean"])
