@@ -1,9 +1,10 @@
 """Training throughput (seconds of audio per second) of the paper recipes, through ``snnse fit``.
 
 Runs the real training path — recipe from ``configs/``, Lightning, the paper loss and optimizer,
-data loading — on the VoiceBank pairs in ``../shared/data/voicebank_debug`` with a batch that fits
-this machine, and times every training step with a callback (the first ``--warmup`` steps are
-dropped). Throughput = batch × segment seconds / median step time.
+data loading — with items mixed on the fly from the real speech in ``../shared/data/voicebank_debug``
+and the noises in ``../shared/data/noise``, with a batch that fits this machine, and times every
+training step with a callback (the first ``--warmup`` steps are dropped). Throughput = samples in
+the batch (crop plus context) / sample rate / median step time.
 
 Usage: python benchmarks/bench_training.py [--recipes dpsnn_voicebank spiking_s4_voicebank]
        [--batch 16] [--steps 12] [--accelerator cpu|gpu]
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "voicebank_debug"
+DATA = REPO.parent / "shared" / "data"
 
 
 def measure(recipe: str, batch: int, steps: int, warmup: int, accelerator: str) -> dict:
@@ -32,6 +33,7 @@ def measure(recipe: str, batch: int, steps: int, warmup: int, accelerator: str) 
     from snnse import training
 
     times: list[float] = []
+    samples: list[int] = []
 
     class Timer(pl.Callback):
         def on_train_batch_start(self, trainer, task, b, i):
@@ -43,6 +45,7 @@ def measure(recipe: str, batch: int, steps: int, warmup: int, accelerator: str) 
             if accelerator == "gpu":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - self.t0)
+            samples.append(b[0].numel())
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(REPO / "configs" / f"{recipe}.yaml", [
@@ -52,10 +55,12 @@ def measure(recipe: str, batch: int, steps: int, warmup: int, accelerator: str) 
             "--trainer.accelerator", accelerator, "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false", "--trainer.logger", "false",
             "--trainer.enable_checkpointing", "false"])
-        cfg["data"]["train"] = cfg["data"]["valid"] = {"noisy": "noisy", "clean": "clean"}
+        cfg["data"]["train"] = {"clean": "voicebank_debug/clean", "noise": "noise/speechbrain",
+                                "length": batch * (steps + warmup)}
+        cfg["data"]["valid"] = {"noisy": "voicebank_debug/noisy", "clean": "voicebank_debug/clean"}
         training.fit(cfg, callbacks=[Timer()])
     step = statistics.median(times[warmup:])
-    audio = batch * (cfg["data"]["segment"] + cfg["data"]["context"] / cfg["data"]["sample_rate"])
+    audio = statistics.median(samples[warmup:]) / cfg["data"]["sample_rate"]
     return {"recipe": recipe, "batch": batch, "segment_s": cfg["data"]["segment"], "step_s": step,
             "audio_s_per_s": audio / step}
 
