@@ -23,19 +23,11 @@ import numpy as np
 
 from snnse.audio import (AtomicAudioWriter, AudioError, StreamResampler, iter_blocks,
                          open_audio, plan_outputs)
+from snnse.report import eprint
 
 
 class UsageError(Exception):
     """A usage problem; reported as one line, exit status 2."""
-
-
-def _eprint(msg: str) -> None:
-    """Print one line to stderr without breaking a tqdm progress bar."""
-    try:
-        from tqdm import tqdm
-        tqdm.write(msg, file=sys.stderr)
-    except ImportError:  # pragma: no cover
-        print(msg, file=sys.stderr)
 
 
 def parse_value(text: str):
@@ -227,7 +219,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     except AudioError as err:
         raise UsageError(str(err)) from None
     model = _load_model(args.model, args.device)
-    notice = None if args.quiet else _eprint
+    notice = None if args.quiet else eprint
     failed = 0
     show = not args.quiet and sys.stderr.isatty()
     for src, dst in tqdm(pairs, desc="enhance", unit="file", file=sys.stderr, disable=not show):
@@ -236,13 +228,13 @@ def cmd_enhance(args: argparse.Namespace) -> int:
                          device=args.device, notice=notice)
         except AudioError as err:
             failed += 1
-            _eprint(f"error: {err}")
+            eprint(f"error: {err}")
         except (RuntimeError, ValueError) as err:  # model failure on this input
             failed += 1
-            _eprint(f"error: {src}: processing failed ({type(err).__name__}: "
+            eprint(f"error: {src}: processing failed ({type(err).__name__}: "
                     f"{' '.join(str(err).split())[:200]})")
     if failed and not args.quiet:
-        _eprint(f"{failed} of {len(pairs)} files failed")
+        eprint(f"{failed} of {len(pairs)} files failed")
     return 1 if failed else 0
 
 

@@ -27,7 +27,6 @@ import json
 import math
 import os
 import re
-import sys
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -39,6 +38,7 @@ from tqdm import tqdm
 from snnse.audio import AudioError, find_audio_files, read_audio, resample, write_audio_atomic
 from snnse.data.manifest import write_manifest
 from snnse.data.mixing import apply_rir, loop_crop, mix
+from snnse.report import eprint, listing
 
 CLEAN_RE = re.compile(r"^clean_fileid_(?P<fileid>\d+)\.wav$")
 NOISE_RE = re.compile(r"^noise_fileid_(?P<fileid>\d+)\.wav$")
@@ -48,19 +48,12 @@ SPLITS = {"training_set": "train", "validation_set": "valid"}
 PEAK = 0.99          # largest sample magnitude written
 GAP_SECONDS = 0.2    # silence between concatenated clean utterances (as in the DNS synthesizer)
 TRIES = 10           # redraws when a clean or noise excerpt is silent
-SHOW = 5             # problems listed in a message
 
 
 class NDNSError(Exception):
     """Unusable layout, sources or settings for N-DNS data."""
 
 
-def _listing(problems: Sequence[str]) -> str:
-    """The first :data:`SHOW` problems, one per line, and how many more there are."""
-    lines = [f"  {p}" for p in problems[:SHOW]]
-    if len(problems) > SHOW:
-        lines.append(f"  ... and {len(problems) - SHOW} more")
-    return "\n".join(lines)
 
 
 def _index(folder: Path, pattern: re.Pattern, problems: list[str]) -> dict[int, re.Match]:
@@ -113,7 +106,7 @@ def ndns_pairs(root: str | os.PathLike, split: str = "training_set", strict: boo
         problems += [f"fileid {i}: no noise/noise_fileid_{i}.wav"
                      for i in sorted((noisy.keys() & clean.keys()) - noise.keys())]
     if problems:
-        msg = f"{base}: {len(problems)} problem(s):\n{_listing(problems)}"
+        msg = f"{base}: {len(problems)} problem(s):\n{listing(problems)}"
         if strict:
             raise NDNSError(msg)
         warnings.warn(msg, stacklevel=2)
@@ -166,7 +159,7 @@ def write_ndns_manifest(root: str | os.PathLike, split: str, out_csv: str | os.P
                      "snr": f"{p['snr']:g}", "level": f"{p['level']:g}", "noise": noise,
                      "fileid": p["fileid"]})
     if problems:
-        msg = f"{Path(root) / split}: {len(problems)} pair(s) dropped:\n{_listing(problems)}"
+        msg = f"{Path(root) / split}: {len(problems)} pair(s) dropped:\n{listing(problems)}"
         if strict:
             raise NDNSError(msg)
         warnings.warn(msg, stacklevel=2)
@@ -356,9 +349,6 @@ def synthesize(clean_dirs, noise_dirs, out: str | os.PathLike, n_clips: int,
 
 # ---------------------------------------------------------------- command line
 
-def _eprint(msg: str) -> None:
-    """Print one line to stderr without breaking a tqdm progress bar."""
-    tqdm.write(msg, file=sys.stderr)
 
 
 def _report(fn, *args, **kwargs):
@@ -373,11 +363,11 @@ def _report(fn, *args, **kwargs):
         try:
             return 0, fn(*args, **kwargs)
         except (NDNSError, AudioError) as err:
-            _eprint(f"error: {err}")
+            eprint(f"error: {err}")
             return (2 if isinstance(err, NDNSError) else 1), None
         finally:
             for w in caught:
-                _eprint(f"warning: {w.message}")
+                eprint(f"warning: {w.message}")
 
 
 def add_parser(subparsers) -> None:
@@ -415,7 +405,7 @@ def add_parser(subparsers) -> None:
 def run_synthesize(args: argparse.Namespace) -> int:
     """Run ``snnse data synthesize``; 0 ok, 1 an output could not be written, 2 usage problems."""
     if args.rir and args.rir_prob is None:
-        _eprint("error: --rir needs --rir-prob P (the probability of reverberating a clip)")
+        eprint("error: --rir needs --rir-prob P (the probability of reverberating a clip)")
         return 2
     status, s = _report(synthesize, args.clean, args.noise, args.out, args.clips,
                         clip_seconds=args.seconds, snr_range=args.snr, level_range=args.level,
@@ -430,7 +420,7 @@ def run_ndns(args: argparse.Namespace) -> int:
     """Run ``snnse data ndns``; 0 ok, 2 if no split is usable."""
     splits = [s for s in SPLITS if (Path(args.root) / s).is_dir()]
     if not splits:
-        _eprint(f"error: {args.root}: no {' or '.join(SPLITS)} folder")
+        eprint(f"error: {args.root}: no {' or '.join(SPLITS)} folder")
         return 2
     for s in splits:
         out_csv = Path(args.out) / f"{SPLITS[s]}.csv"

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -40,10 +39,10 @@ from tqdm import tqdm
 
 from snnse.audio import AudioError, read_audio, resample, write_audio_atomic
 from snnse.data.manifest import write_manifest
+from snnse.report import eprint, listing
 
 TRAINSETS = {"28spk": 11572, "56spk": 23075}
 FULL_TEST = 824
-SHOW = 5  # problems listed in a message
 
 
 class VoiceBankError(Exception):
@@ -63,12 +62,6 @@ def speaker_of(name: str) -> str:
     return Path(name).name.split("_", 1)[0]
 
 
-def _listing(problems: Sequence[str]) -> str:
-    """The first :data:`SHOW` problems, one per line, and how many more there are."""
-    lines = [f"  {p}" for p in problems[:SHOW]]
-    if len(problems) > SHOW:
-        lines.append(f"  ... and {len(problems) - SHOW} more")
-    return "\n".join(lines)
 
 
 def _find_layout(root: Path) -> tuple[str, dict[str, tuple[Path, Path]]]:
@@ -194,7 +187,7 @@ def prepare_voicebank(root: str | os.PathLike, out: str | os.PathLike | None = N
                      for f in sorted(noisy.keys() - clean.keys())]
         pairs[split] = sorted(clean.keys() & noisy.keys())
     if problems and strict:
-        raise PairingError(f"{len(problems)} unpaired file(s) in {root}:\n{_listing(problems)}")
+        raise PairingError(f"{len(problems)} unpaired file(s) in {root}:\n{listing(problems)}")
 
     speakers = {s: {speaker_of(f) for f in files} for s, files in pairs.items()}
     absent = [s for s in valid_speakers if s not in speakers["train"]]
@@ -237,9 +230,9 @@ def prepare_voicebank(root: str | os.PathLike, out: str | os.PathLike | None = N
             rows[target].append({"id": Path(f).stem, "clean": c[0], "noisy": n[0],
                                  "duration": c[1] / sample_rate, "speaker": spk})
     if problems and strict:
-        raise PairingError(f"{len(problems)} problem(s) in {root}:\n{_listing(problems)}")
+        raise PairingError(f"{len(problems)} problem(s) in {root}:\n{listing(problems)}")
     if problems:
-        warnings.warn(f"dropped {len(problems)} file(s)/pair(s):\n{_listing(problems)}",
+        warnings.warn(f"dropped {len(problems)} file(s)/pair(s):\n{listing(problems)}",
                       stacklevel=2)
 
     spk = {s: {r["speaker"] for r in rows[s]} for s in rows}
@@ -262,9 +255,6 @@ def prepare_voicebank(root: str | os.PathLike, out: str | os.PathLike | None = N
 
 # ---------------------------------------------------------------- command line
 
-def _eprint(msg: str) -> None:
-    """Print one line to stderr without breaking a tqdm progress bar."""
-    tqdm.write(msg, file=sys.stderr)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -296,14 +286,14 @@ def run(args: argparse.Namespace) -> int:
                                   workers=args.workers, progress=not args.quiet,
                                   strict=not args.no_strict)
         except LayoutError as err:
-            _eprint(f"error: {err}")
+            eprint(f"error: {err}")
             return 2
         except PairingError as err:
-            _eprint(f"error: {err}")
+            eprint(f"error: {err}")
             return 1
         finally:
             for w in caught:
-                _eprint(f"warning: {w.message}")
+                eprint(f"warning: {w.message}")
     print(f"{s['out']}: train {s['train']}, valid {s['valid']}, test {s['test']} pairs "
           f"({s['resampled']} resampled, {s['copied']} copied, {s['cached']} already cached)")
     return 0
