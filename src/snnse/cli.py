@@ -255,6 +255,7 @@ def add_fit_parser(sub) -> None:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from snnse.config import ConfigError, dump_config, load_config
+    from snnse.data.manifest import ManifestError
     try:
         cfg = load_config(args.config, args.overrides)
         if args.print_config:
@@ -262,9 +263,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
             return 0
         from snnse.training import fit
         run_dir = fit(cfg, resume=args.resume)
-    except (ConfigError, KeyError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, ManifestError, AudioError, ValueError, FileNotFoundError) as err:
         raise UsageError(str(err)) from None
-    print(f"run folder: {run_dir}")
+    if run_dir is not None:  # global rank 0
+        print(f"run folder: {run_dir}")
     return 0
 
 

@@ -24,6 +24,7 @@ import math
 import sys
 from pathlib import Path
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -33,13 +34,6 @@ from snnse.data.paired import EpochSampler, PairedDataset
 from snnse.losses import EnhancementLoss
 from snnse.models import base
 from snnse.ssm import param_groups
-
-try:
-    import lightning.pytorch as pl
-except ImportError:  # pragma: no cover
-    pl = None
-
-_LightningModule = pl.LightningModule if pl is not None else torch.nn.Module
 
 
 def _resolve(root: Path, value):
@@ -83,7 +77,7 @@ def build_dataset(spec: dict, data: dict, seed: int, train: bool):
                          context=context, rir=rir, sample_rate=sr, seed=seed, **opts)
 
 
-class EnhancementTask(_LightningModule):
+class EnhancementTask(pl.LightningModule):
     """LightningModule around a registered model.
 
     Args:
@@ -153,7 +147,7 @@ class EnhancementTask(_LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-class ModelExport(pl.Callback if pl is not None else object):
+class ModelExport(pl.Callback):
     """Writes ``last.pt`` after every validation and ``best.pt`` when ``val/sisnr`` improves (rank 0)."""
 
     def __init__(self, folder: Path):
@@ -185,8 +179,8 @@ def _loader(ds, cfg: dict, train: bool, seed: int) -> DataLoader:
                       pin_memory=torch.cuda.is_available())
 
 
-def fit(cfg: dict, resume: bool | str = False, callbacks: list | None = None) -> Path:
-    """Train according to a resolved configuration; returns the run folder.
+def fit(cfg: dict, resume: bool | str = False, callbacks: list | None = None) -> Path | None:
+    """Train according to a resolved configuration; returns the run folder (None on ranks > 0).
 
     Args:
         cfg: Output of :func:`snnse.config.load_config`.
@@ -194,8 +188,6 @@ def fit(cfg: dict, resume: bool | str = False, callbacks: list | None = None) ->
             checkpoint. Without it an existing run folder with checkpoints is an error.
         callbacks: Extra Lightning callbacks (e.g. timers in ``benchmarks/``).
     """
-    if pl is None:  # pragma: no cover
-        raise ConfigError("training needs PyTorch Lightning: pip install lightning")
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -227,17 +219,22 @@ def fit(cfg: dict, resume: bool | str = False, callbacks: list | None = None) ->
     if opts.pop("logger", True) is not False:
         # one version_K folder per start, so a resumed run keeps the logs of the earlier ones
         opts["logger"] = [TensorBoardLogger(run_dir, name="tensorboard"), CSVLogger(run_dir, name="csv")]
-    trainer = pl.Trainer(default_root_dir=run_dir, callbacks=callbacks, use_distributed_sampler=False, **opts)
+    try:
+        trainer = pl.Trainer(default_root_dir=run_dir, callbacks=callbacks, use_distributed_sampler=False, **opts)
+    except TypeError as err:  # an unknown --trainer.KEY
+        raise ConfigError(f"trainer: {err}") from None
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(dump_config(cfg))
-    print(f"snnse fit: {cfg['model']['name']} ({base.count_parameters(task.model):,} parameters), "
-          f"{len(train_ds)} training / {len(valid_ds)} validation items, run folder {run_dir}",
-          file=sys.stderr)
+        print(f"snnse fit: {cfg['model']['name']} ({base.count_parameters(task.model):,} parameters), "
+              f"{len(train_ds)} training / {len(valid_ds)} validation items, run folder {run_dir}",
+              file=sys.stderr)
     valid_loader = _loader(valid_ds, cfg, False, seed)
+    # Ctrl-C: Lightning stops cleanly; --resume then restarts from the last finished epoch,
+    # which reproduces the uninterrupted run exactly
     trainer.fit(task, _loader(train_ds, cfg, True, seed), valid_loader,
                 ckpt_path=str(ckpt_path) if ckpt_path else None)
     if trainer.global_step > task.validated_step and not trainer.interrupted:
         # stopped inside an epoch (--trainer.max_steps): validate the final weights too
         trainer.validate(task, valid_loader, verbose=False)
-    return run_dir
+    return run_dir if trainer.is_global_zero else None
