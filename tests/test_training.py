@@ -210,8 +210,8 @@ def test_resume_gives_the_same_weights(manifests, tmp_path):
     fit(cfg)
     cfg["trainer"]["max_epochs"] = 2
     resumed = fit(cfg, resume=True)
-    a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=False)
-    b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)
+    a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
     assert a["global_step"] == b["global_step"] == 4
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
@@ -235,7 +235,7 @@ def test_ddp_two_cpu_processes(manifests, tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "gloo" in res.stderr or "GLOO" in res.stderr or "distributed" in res.stderr.lower()
-    ckpt = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2  # 4 files / 2 processes / batch 2 = 1 step per epoch
     assert base.load(tmp_path / "ddp" / "last.pt").name == "dpsnn"
 

@@ -20,6 +20,7 @@ Each process reads its own shard of every epoch's permutation; ``data.batch_size
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 from pathlib import Path
@@ -232,8 +233,10 @@ def fit(cfg: dict, resume: bool | str = False, callbacks: list | None = None) ->
     valid_loader = _loader(valid_ds, cfg, False, seed)
     # Ctrl-C: Lightning stops cleanly; --resume then restarts from the last finished epoch,
     # which reproduces the uninterrupted run exactly
+    # checkpoints never run code: Lightning releases that accept it load them with weights_only=True
+    safe = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
     trainer.fit(task, _loader(train_ds, cfg, True, seed), valid_loader,
-                ckpt_path=str(ckpt_path) if ckpt_path else None)
+                ckpt_path=str(ckpt_path) if ckpt_path else None, **safe)
     if trainer.global_step > task.validated_step and not trainer.interrupted:
         # stopped inside an epoch (--trainer.max_steps): validate the final weights too
         trainer.validate(task, valid_loader, verbose=False)
