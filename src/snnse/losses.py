@@ -55,8 +55,12 @@ class EnhancementLoss(nn.Module):
         self.offset, self.wave_mse, self.activity_l1 = float(offset), float(wave_mse), float(activity_l1)
         self.activity_layers, self.mask_mse = tuple(activity_layers), float(mask_mse)
 
-    def forward(self, model, noisy: torch.Tensor, clean: torch.Tensor, context: int = 0):
-        """Loss of ``model`` on a batch ``[B, T]``; the first ``context`` samples are warm-up."""
+    def forward(self, model, noisy: torch.Tensor, clean: torch.Tensor, context: int = 0,
+                return_estimate: bool = False):
+        """Loss of ``model`` on a batch ``[B, T]``; the first ``context`` samples are warm-up.
+
+        With ``return_estimate`` the enhanced batch is returned as a third value.
+        """
         est, aux = model(noisy, return_aux=True)
         c = int(context)
         s = si_snr(est[..., c:], clean[..., c:]).mean()
@@ -80,4 +84,4 @@ class EnhancementLoss(nn.Module):
             mse = (aux["mask"] * aux["features"] - clean_feats).pow(2).mean()
             loss = loss + self.mask_mse * mse
             parts["mask_mse"] = mse.detach()
-        return loss, parts
+        return (loss, parts, est) if return_estimate else (loss, parts)

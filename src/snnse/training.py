@@ -110,13 +110,13 @@ class EnhancementTask(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         noisy, clean = batch[0], batch[1]
-        loss, parts = self.loss(self.model, noisy, clean, 0)
+        loss, parts, est = self.loss(self.model, noisy, clean, 0, return_estimate=True)
         n = noisy.shape[0]
         self.log("val/loss", loss, sync_dist=True, batch_size=n)
         self.log("val/sisnr", parts["sisnr"], prog_bar=True, sync_dist=True, batch_size=n)
         if batch_idx < self.metrics_subset:
             from snnse.metrics.quality import MetricError, pesq, stoi
-            est = self.model(noisy).detach().cpu().double().numpy()
+            est = est.detach().cpu().double().numpy()
             ref = clean.detach().cpu().double().numpy()
             sr = self.model.sample_rate
             scores = {"pesq": [], "stoi": []}
