@@ -14,7 +14,6 @@ overwrite an input).
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -23,43 +22,8 @@ import numpy as np
 
 from snnse.audio import (AtomicAudioWriter, AudioError, StreamResampler, iter_blocks,
                          open_audio, plan_outputs)
+from snnse.cliutil import UsageError, load_model, parse_sets, parse_value  # noqa: F401 (re-exported)
 from snnse.report import eprint
-
-
-class UsageError(Exception):
-    """A usage problem; reported as one line, exit status 2."""
-
-
-def parse_value(text: str):
-    """Parse a ``--set`` value: a Python literal (int, float, bool, ...) or a string.
-
-    ``true``/``false``/``none`` (any case) are accepted as well.
-    """
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low == "none":
-        return None
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return text
-
-
-def parse_sets(items: Sequence[str] | None) -> dict:
-    """Turn ``["k=v", ...]`` into keyword arguments.
-
-    Raises:
-        UsageError: If an item has no ``=`` or an empty key.
-    """
-    kwargs = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise UsageError(f"--set expects key=value, got {item!r}")
-        kwargs[key] = parse_value(value.strip())
-    return kwargs
 
 
 # ---------------------------------------------------------------- create
@@ -118,27 +82,6 @@ def add_enhance_parser(sub) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no notices")
     p.set_defaults(func=cmd_enhance)
-
-
-def _load_model(path: str, device: str):
-    """Load a checkpoint with ``snnse.load``; UsageError on failure."""
-    import snnse
-
-    try:
-        model = snnse.load(path)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: model checkpoint not found") from None
-    except ValueError as err:
-        msg = " ".join(str(err).split())
-        raise UsageError(msg if str(path) in msg else f"{path}: {msg}") from None
-    except Exception as err:  # corrupt pickles, zip errors, ...
-        raise UsageError(f"{path}: cannot load model ({type(err).__name__}: {err})") from None
-    try:
-        model = model.to(device)
-    except (RuntimeError, AssertionError, ValueError) as err:
-        raise UsageError(f"cannot use device {device!r}: {err}") from None
-    model.eval()
-    return model
 
 
 def enhance_file(model, src: Path, dst: Path, *, downmix: bool = False,
@@ -218,7 +161,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         pairs = plan_outputs(args.inputs, args.output)
     except AudioError as err:
         raise UsageError(str(err)) from None
-    model = _load_model(args.model, args.device)
+    model = load_model(args.model, args.device)
     notice = None if args.quiet else eprint
     failed = 0
     show = not args.quiet and sys.stderr.isatty()
@@ -286,7 +229,32 @@ def add_data_parser(sub) -> None:
     p.set_defaults(func=usage)
 
 
-SUBCOMMANDS: list[Callable] = [add_create_parser, add_enhance_parser, add_fit_parser, add_data_parser]
+def _external(module: str) -> Callable:
+    """A subcommand defined in another module as ``add_parser(subparsers)``.
+
+    Such modules keep heavy imports (onnxruntime, matplotlib) inside their functions, so that
+    building the parser stays fast.
+    """
+
+    def add(sub) -> None:
+        import importlib
+
+        try:  # TEMPORARY while the issue-4 modules are being written; removed before commit
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name == module:
+                return
+            raise
+        mod.add_parser(sub)
+
+    add.__name__ = f"add_parser[{module}]"
+    return add
+
+
+SUBCOMMANDS: list[Callable] = [
+    add_create_parser, add_enhance_parser, add_fit_parser, add_data_parser,
+    _external("snnse.evaluate"), _external("snnse.metrics.efficiency"), _external("snnse.plots"),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
