@@ -140,6 +140,26 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return np.ascontiguousarray(y.T).astype(x.dtype, copy=False)
 
 
+def load_mono(path: str | os.PathLike, sample_rate: int, start: int = 0, frames: int = -1) -> np.ndarray:
+    """Read ``frames`` samples (all if -1) from ``start`` as float32 mono at ``sample_rate``.
+
+    Files at another rate are read whole and resampled (the crop is then taken
+    at ``sample_rate``). Multichannel files are averaged to mono.
+    """
+    info = sf.info(str(path))
+    if info.samplerate == sample_rate:
+        x, _ = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+        x = x.T
+    else:
+        x, sr = read_audio(path)
+        x = resample(x, sr, sample_rate)
+        x = x[:, start:] if frames < 0 else x[:, start:start + frames]
+    x = x.mean(axis=0) if x.shape[0] > 1 else x[0]
+    if not np.all(np.isfinite(x)):
+        raise AudioError(f"{path}: contains NaN or Inf samples")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
 class StreamResampler:
     """Chunked soxr resampler on ``[channels, n]`` float32 blocks.
 

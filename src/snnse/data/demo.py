@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from snnse.audio import AudioError, read_audio, resample, write_audio_atomic
+from snnse.audio import AudioError, load_mono, write_audio_atomic
 from snnse.data.manifest import write_manifest
 from snnse.data.mixing import apply_rir, loop_crop, mix, rms_db
 
@@ -189,12 +189,6 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _read(path: Path, resampled: bool = False) -> np.ndarray:
-    """Mono float32 audio of ``path`` (at 16 kHz if ``resampled``)."""
-    x, sr = read_audio(path)
-    return resample(x.mean(axis=0), sr, SR) if resampled else x.mean(axis=0)
-
-
 def _normalise(x: np.ndarray, db: float = NOISE_DB) -> np.ndarray:
     x = x * 10.0 ** ((db - rms_db(x)) / 20.0)
     return x * min(1.0, 0.99 / np.max(np.abs(x)))
@@ -223,7 +217,7 @@ def _babble_plan(utts: list[tuple[str, Path]], n: int, rng: np.random.Generator
 def _babble(talkers: list[list[Path]], n: int, clean_dir: Path, ids: dict[Path, str]
             ) -> np.ndarray:
     """Sum of talkers, each a concatenation of level-normalised utterances."""
-    streams = [np.concatenate([_normalise(_read(clean_dir / f"{ids[f]}.wav")) for f in t])[:n]
+    streams = [np.concatenate([_normalise(load_mono(clean_dir / f"{ids[f]}.wav", SR)) for f in t])[:n]
                for t in talkers]
     return _normalise(np.sum(streams, axis=0))
 
@@ -236,7 +230,7 @@ def _noises(split: str, out: Path, unpacked: Path, shared: Path, utts, seed: int
     jobs = {f"music_{t}": lambda t=t: decode_g722(moh / f"{t}.g722") for t in MUSIC[split]}
     for rel in map(Path, SHARED[split]):
         name = rel.stem if rel.parts[0] == "rir" else f"{PREFIX[rel.parent.name]}_{rel.stem}"
-        jobs[name] = lambda rel=rel: _read(shared / rel, resampled=True)
+        jobs[name] = lambda rel=rel: load_mono(shared / rel, SR)
     for c, colour in enumerate(COLOURS):
         jobs[colour] = lambda c=c, colour=colour: coloured_noise(
             colour, n, np.random.default_rng(_key(seed, code, 1, c)))
@@ -256,8 +250,8 @@ def _noises(split: str, out: Path, unpacked: Path, shared: Path, utts, seed: int
 def _premix(split: str, out: Path, utts, speaker: dict[str, str], babble: dict[str, set[str]],
             seed: int, progress: bool) -> list[dict]:
     """Write the split's fixed noisy/clean pairs; return the manifest rows."""
-    noise = {p.stem: _read(p) for p in sorted((out / split / "noise").glob("*.wav"))}
-    rirs = {p.stem: _read(p) for p in sorted((out / split / "rir").glob("*.wav"))}
+    noise = {p.stem: load_mono(p, SR) for p in sorted((out / split / "noise").glob("*.wav"))}
+    rirs = {p.stem: load_mono(p, SR) for p in sorted((out / split / "rir").glob("*.wav"))}
     rows = []
     for uid, _ in tqdm(utts, desc=f"{split} mixtures", disable=not progress, leave=False):
         rng = np.random.default_rng(_key(seed, SPLITS.index(split), 3, uid))
@@ -265,7 +259,7 @@ def _premix(split: str, out: Path, utts, speaker: dict[str, str], babble: dict[s
         name = names[int(rng.integers(len(names)))]
         snr, level = rng.uniform(*SNR_RANGE), rng.uniform(*LEVEL_RANGE)
         rir = sorted(rirs)[int(rng.integers(len(rirs)))] if rng.random() < RIR_PROB else ""
-        clean = _read(out / split / "clean" / f"{uid}.wav")
+        clean = load_mono(out / split / "clean" / f"{uid}.wav", SR)
         if rir:
             clean = apply_rir(clean, rirs[rir])
         for _ in range(100):  # sparse noises (a dog barking) may have silent stretches

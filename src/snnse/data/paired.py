@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from snnse.audio import AudioError, find_audio_files, read_audio, resample
+from snnse.audio import find_audio_files, load_mono  # noqa: F401 (load_mono re-exported)
 from snnse.data.manifest import read_manifest
 
 
@@ -27,26 +27,6 @@ def split_index(index) -> tuple[int, int]:
     if isinstance(index, (tuple, list)):
         return int(index[0]), int(index[1])
     return 0, int(index)
-
-
-def load_mono(path: Path, sample_rate: int, start: int = 0, frames: int = -1) -> np.ndarray:
-    """Read ``frames`` samples (all if -1) from ``start`` as float32 mono at ``sample_rate``.
-
-    Files at another rate are read whole and resampled (the crop is then taken
-    at ``sample_rate``). Multichannel files are averaged to mono.
-    """
-    info = sf.info(str(path))
-    if info.samplerate == sample_rate:
-        x, _ = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
-        x = x.T
-    else:
-        x, sr = read_audio(path)
-        x = resample(x, sr, sample_rate)
-        x = x[:, start:] if frames < 0 else x[:, start:start + frames]
-    x = x.mean(axis=0) if x.shape[0] > 1 else x[0]
-    if not np.all(np.isfinite(x)):
-        raise AudioError(f"{path}: contains NaN or Inf samples")
-    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def pair_folders(noisy: str | os.PathLike, clean: str | os.PathLike) -> list[dict]:
