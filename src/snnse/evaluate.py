@@ -1,0 +1,590 @@
+"""``snnse evaluate``: score noisy, enhanced or model-enhanced speech against clean references.
+
+Sources of pairs (exactly one): two folders paired by file name (or by N-DNS ``fileid`` when
+the names differ), or a manifest written by ``snnse data``. Systems scored per pair:
+
+* ``noisy``: the noisy input itself (the baseline);
+* ``enhanced``: files of an ``--enhanced`` folder, or the output of ``--model`` run over the
+  noisy input (``stream``: :class:`snnse.streaming.Streamer` fed 0.5 s chunks; ``offline``:
+  the whole file at once; ``chunk1s``: independent 1 s pieces from a fresh state each, the
+  DPSNN papers' protocol, for comparison with their numbers only).
+
+Metrics are computed by :func:`compute_metrics` in worker processes (each with its own DNSMOS
+session and one torch thread) while the main process reads files and runs the model. A pair
+that fails in any system (unreadable file, NaN, silent reference, missing partner) gets one
+``error: <file>: <reason>`` line and is left out of every mean, so that systems are compared
+on the same files. Python use::
+
+    from snnse.evaluate import evaluate, write_outputs
+    result = evaluate(("noisy_dir", "clean_dir"), metrics="sisnr,pesq_wb", model="m.pt")
+    write_outputs(result, "eval_out")
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from snnse.audio import AudioError, read_audio, resample, write_audio_atomic
+from snnse.cliutil import UsageError, load_model
+from snnse.evaluation_report import (EvaluationResult, as_pairs, attach_enhanced,  # noqa: F401
+                                     existing_outputs, pairs_from_folders, plan_saves,
+                                     pairs_from_manifest, summarize, write_outputs)
+from snnse.report import eprint
+
+METRICS = ("sisnr", "sisnri", "pesq_wb", "pesq_nb", "stoi", "estoi", "csig", "cbak", "covl",
+           "segsnr", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
+COMPOSITE_METRICS = ("csig", "cbak", "covl", "segsnr")
+DNSMOS_METRICS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
+MODES = ("stream", "offline", "chunk1s")
+STREAM_CHUNK_SECONDS = 0.5
+LENGTH_SLACK_SECONDS = 0.01  # a longer length mismatch than this is mentioned (once)
+_DNSMOS = None  # this process's DNSMOS scorer (see _process_dnsmos)
+
+
+# ---------------------------------------------------------------- metrics
+
+def parse_metrics(spec: str | Sequence[str] | None) -> list[str]:
+    """Metric names from ``"a,b,c"`` or a list (None: all), in canonical order.
+
+    Raises:
+        ValueError: On an unknown name or an empty selection; the message lists the valid names.
+    """
+    if spec is None:
+        return list(METRICS)
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    names = [str(n).strip().lower() for n in names if str(n).strip()]
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        what = f"unknown metric(s) {', '.join(unknown)}" if unknown else "no metric selected"
+        raise ValueError(f"{what}; valid names: {', '.join(METRICS)}")
+    return [m for m in METRICS if m in names]
+
+
+def _process_dnsmos():
+    """The DNSMOS scorer of this process (one ONNX thread), created on first use."""
+    global _DNSMOS
+    if _DNSMOS is None:
+        from snnse.metrics.dnsmos import DNSMOS
+
+        _DNSMOS = DNSMOS(threads=1)
+    return _DNSMOS
+
+
+def _mono(x, what: str) -> np.ndarray:
+    from snnse.metrics.quality import MetricError
+
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 2 and 1 in x.shape:
+        x = x.reshape(-1)
+    if x.ndim != 1:
+        raise ValueError(f"{what}: expected a mono 1-D signal, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise MetricError(f"{what} contains NaN or Inf samples")
+    return x
+
+
+def compute_metrics(clean, est, sample_rate: int, metrics: str | Sequence[str] | None,
+                    noisy=None, dnsmos=None) -> dict[str, float]:
+    """Score one estimate against its clean reference.
+
+    Signals of different lengths are cut to the shortest. The composite measures (csig,
+    cbak, covl, segsnr) come from one :func:`snnse.metrics.quality.composite` call that
+    reuses ``pesq_wb`` when it is computed as well; DNSMOS scores ``est`` alone.
+
+    Args:
+        clean: Reference, 1-D.
+        est: Signal to score (noisy input or enhanced output), 1-D, same rate.
+        sample_rate: Rate of both in Hz.
+        metrics: Names from :data:`METRICS` (list or ``"a,b"``; None: all).
+        noisy: The noisy input, needed for ``sisnri``.
+        dnsmos: A :class:`snnse.metrics.dnsmos.DNSMOS`; None uses one per process.
+
+    Returns:
+        ``{metric: value}`` in the order of :data:`METRICS`.
+
+    Raises:
+        MetricError: NaN/Inf or empty signals, or a metric that cannot be computed (PESQ on
+            a silent reference, ...).
+        ValueError: Unknown metric names, or ``sisnri`` without ``noisy``.
+    """
+    from snnse.metrics import quality as q
+
+    names = parse_metrics(metrics)
+    clean, est = _mono(clean, "clean reference"), _mono(est, "estimate")
+    if "sisnri" in names and noisy is None:
+        raise ValueError("sisnri needs the noisy input (noisy=...)")
+    noisy = _mono(noisy, "noisy input") if noisy is not None else None
+    n = min(len(clean), len(est), len(noisy) if noisy is not None else len(est))
+    if n == 0:
+        raise q.MetricError("empty signal")
+    clean, est = clean[:n], est[:n]
+    out: dict[str, float] = {}
+    for name in names:
+        if name in out:
+            continue
+        if name == "sisnr":
+            out[name] = q.si_snr(clean, est)
+        elif name == "sisnri":
+            out[name] = q.si_snri(clean, est, noisy[:n])
+        elif name in ("pesq_wb", "pesq_nb"):
+            out[name] = q.pesq(clean, est, sample_rate, mode=name[-2:])
+        elif name in ("stoi", "estoi"):
+            out[name] = q.stoi(clean, est, sample_rate, extended=name == "estoi")
+        elif name in COMPOSITE_METRICS:
+            comp = q.composite(clean, est, sample_rate, pesq_wb=out.get("pesq_wb"))
+            out.update({k: comp[k] for k in COMPOSITE_METRICS if k in names})
+        else:
+            scores = (dnsmos or _process_dnsmos())(est, sample_rate)
+            out.update({k: scores[k] for k in DNSMOS_METRICS if k in names})
+    return {k: float(out[k]) for k in names}
+
+
+def _init_worker() -> None:
+    """Pool initializer: one torch thread and a fresh DNSMOS scorer per worker process."""
+    global _DNSMOS
+    import torch
+
+    torch.set_num_threads(1)
+    _DNSMOS = None
+
+
+def _reason(err: BaseException) -> str:
+    from snnse.metrics.quality import MetricError
+
+    msg = " ".join(str(err).split())[:300]
+    return msg if isinstance(err, MetricError) and msg else f"{type(err).__name__}: {msg}"
+
+
+def _score(job: tuple) -> tuple:
+    """Worker task ``(key, clean, est, rate, metrics, noisy) -> (key, values, error)``."""
+    key, clean, est, sr, names, noisy = job
+    try:
+        return key, compute_metrics(clean, est, sr, names, noisy=noisy), None
+    except Exception as err:  # any metric library failing on one file must not stop the run
+        return key, None, _reason(err)
+
+
+# ---------------------------------------------------------------- pipeline
+
+class _Pipeline:
+    """Reads a pair, runs the model, and turns it into metric jobs (main process)."""
+
+    def __init__(self, names, systems, model, mode, device, downmix, notice):
+        self.names, self.systems, self.model, self.mode = names, systems, model, mode
+        self.device, self.downmix, self.notice = device, downmix, notice
+        self.said: set[str] = set()
+
+    def say_once(self, topic: str, msg: str) -> None:
+        if topic not in self.said and self.notice is not None:
+            self.said.add(topic)
+            self.notice(msg)
+
+    def load(self, path: Path, sr: int | None = None) -> tuple[np.ndarray, int]:
+        x, fsr = read_audio(path, dtype="float64")
+        if x.shape[0] > 1:
+            if not self.downmix:
+                raise AudioError(f"{path}: {x.shape[0]} channels; evaluation needs mono "
+                                 "(--downmix averages the channels)")
+            x = x.mean(axis=0, keepdims=True)
+        x = x[0]
+        if sr is not None and fsr != sr:
+            self.say_once("rate", f"notice: {path}: {fsr} Hz resampled to {sr} Hz, the rate of "
+                                  "its clean reference (said once)")
+            x = resample(x, fsr, sr)
+        return x, fsr
+
+    def enhance(self, noisy: np.ndarray, sr: int, src: Path) -> np.ndarray:
+        import torch
+
+        model = self.model
+        msr = int(model.sample_rate)
+        if sr != msr:
+            self.say_once("model-rate", f"notice: {src}: {sr} Hz resampled to the model's "
+                                        f"{msr} Hz and back (said once)")
+        x = torch.from_numpy(np.ascontiguousarray(resample(noisy, sr, msr), dtype=np.float32))
+        x = x.to(self.device)
+        with torch.inference_mode():
+            if self.mode == "offline":
+                y = model(x[None])[0]
+            elif self.mode == "stream":
+                from snnse.streaming import Streamer
+
+                streamer, step = Streamer(model), max(1, int(round(STREAM_CHUNK_SECONDS * msr)))
+                y = torch.cat([streamer.feed(x[k:k + step]) for k in range(0, len(x), step)]
+                              + [streamer.flush()])
+            else:  # chunk1s: independent 1 s pieces, each from a fresh state
+                full = len(x) // msr * msr
+                parts = [model(x[:full].reshape(-1, msr)).reshape(-1)] if full else []
+                if full < len(x):
+                    parts.append(model(x[full:][None])[0])
+                y = torch.cat(parts)
+        y = y.detach().to("cpu", torch.float64).numpy()
+        if not np.isfinite(y).all():
+            raise ValueError("the model produced NaN or Inf samples")
+        y = resample(y, msr, sr)[:len(noisy)]
+        return np.pad(y, (0, len(noisy) - len(y)))
+
+    def prepare(self, pair: dict, save: Path | None) -> tuple:
+        """``(estimates {system: array}, failures {system: reason}, duration, clean, noisy, rate)``."""
+        fail_all = lambda reason: ({}, {s: reason for s in self.systems}, None, None, None, None)  # noqa: E731
+        if pair.get("error"):
+            return fail_all(pair["error"])
+        try:
+            clean, sr = self.load(pair["clean"])
+            noisy = self.load(pair["noisy"], sr)[0] if pair.get("noisy") is not None else None
+        except AudioError as err:
+            return fail_all(str(err))
+        ests, failures = {}, {}
+        if noisy is None and (self.model is not None or "noisy" in self.systems):
+            return fail_all(f"{pair['file']}: no noisy file")
+        if "noisy" in self.systems:
+            ests["noisy"] = noisy
+        if "enhanced" in self.systems and self.model is not None:
+            try:
+                ests["enhanced"] = self.enhance(noisy, sr, pair["noisy"])
+            except (RuntimeError, ValueError) as err:
+                failures["enhanced"] = (f"{pair['noisy']}: enhanced: model failed "
+                                        f"({type(err).__name__}: {' '.join(str(err).split())[:200]})")
+            if save is not None and "enhanced" in ests:
+                try:
+                    write_audio_atomic(save, ests["enhanced"][None], sr, subtype="FLOAT")
+                except AudioError as err:
+                    failures["enhanced"] = str(err)
+        elif "enhanced" in self.systems:
+            if pair.get("enhanced") is None:
+                failures["enhanced"] = pair.get("enhanced_error") or f"{pair['file']}: no enhanced file"
+            else:
+                try:
+                    ests["enhanced"] = self.load(pair["enhanced"], sr)[0]
+                except AudioError as err:
+                    failures["enhanced"] = str(err)
+        for system, est in ests.items():
+            if abs(len(est) - len(clean)) > LENGTH_SLACK_SECONDS * sr:
+                self.say_once("length", f"notice: {pair.get(system) or pair['noisy']}: "
+                              f"{len(est)} samples against {len(clean)} in the clean reference; "
+                              "files are scored on the shorter length (said once)")
+        return ests, failures, len(clean) / sr, clean, noisy, sr
+
+
+def _model_desc(model, path) -> dict | None:
+    if model is None:
+        return None
+    return {"path": str(path) if path is not None else None, "name": getattr(model, "name", None),
+            "kwargs": dict(getattr(model, "kwargs", {}) or {})}
+
+
+def _implementations(names: Sequence[str]) -> dict:
+    from snnse.metrics import quality
+
+    impl = {k: v for k, v in quality.versions().items() if k in names}
+    if set(names) & set(DNSMOS_METRICS):
+        from snnse.metrics import dnsmos
+
+        impl["dnsmos"] = dnsmos.model_info()
+    return impl
+
+
+def evaluate(pairs, *, metrics: str | Sequence[str] | None = None, model=None,
+             mode: str = "stream", enhanced: str | os.PathLike | None = None,
+             workers: int | None = None, progress: bool = True,
+             save_enhanced: str | os.PathLike | None = None, downmix: bool = False,
+             device: str = "cpu", limit: int | None = None,
+             notice: Callable[[str], None] | None = eprint,
+             error: Callable[[str], None] | None = eprint,
+             command: Sequence[str] | None = None, inputs: dict | None = None) -> EvaluationResult:
+    """Score every pair; see the module docstring for the systems and the failure rules.
+
+    Args:
+        pairs: A manifest path, a ``(noisy_dir, clean_dir)`` tuple, or dicts with ``clean``
+            and ``noisy`` (and optionally ``enhanced``, ``file``) paths.
+        metrics: Names from :data:`METRICS` (list or ``"a,b"``; None: all).
+        model: An :class:`~snnse.models.base.Enhancer` or a checkpoint path; its output is
+            the ``enhanced`` system.
+        mode: ``"stream"``, ``"offline"`` or ``"chunk1s"`` (how the model runs).
+        enhanced: Folder of already-enhanced files (the ``enhanced`` system).
+        workers: Metric processes (default ``os.cpu_count()``; 1 computes in this process).
+        progress: Show a tqdm bar on stderr.
+        save_enhanced: Folder for the model's outputs: 32-bit float WAV files named after
+            the inputs (suffix ``.wav``), at the rate of the clean references.
+        downmix: Average multichannel files to mono instead of failing them.
+        device: Torch device of the model.
+        limit: Evaluate only the first ``limit`` pairs.
+        notice: Receives one-line notices (None: silent).
+        error: Receives the ``error: <file>: <reason>`` lines (None: silent).
+        command: Recorded in the summary.
+        inputs: Recorded in the summary (default: a description of ``pairs``).
+
+    Returns:
+        An :class:`~snnse.evaluation_report.EvaluationResult`; ``summary["n_failed"]`` counts
+        the failed pairs.
+
+    Raises:
+        ValueError: Bad metrics, mode, options or pairs (before any work).
+    """
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from datetime import datetime, timezone
+
+    from tqdm import tqdm
+
+    import snnse
+
+    names = parse_metrics(metrics)
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+    if model is not None and enhanced is not None:
+        raise ValueError("give a model or an enhanced folder, not both")
+    if save_enhanced is not None and model is None:
+        raise ValueError("save_enhanced needs a model")
+    if inputs is None:
+        inputs = {"pairs": str(pairs) if isinstance(pairs, (str, os.PathLike, tuple)) else "list",
+                  "enhanced": str(enhanced) if enhanced is not None else None}
+    pairs = as_pairs(pairs)
+    if limit is not None:
+        pairs = pairs[:max(0, int(limit))]
+    if not pairs:
+        raise ValueError("no pairs to evaluate")
+    if enhanced is not None:
+        pairs = attach_enhanced(pairs, enhanced)
+    has_noisy = any(p.get("noisy") is not None for p in pairs)
+    if model is not None or not any(p.get("enhanced") is not None or p.get("enhanced_error")
+                                    for p in pairs):
+        systems = ["noisy", "enhanced"] if model is not None else ["noisy"]
+        if not has_noisy:
+            raise ValueError("the pairs have no noisy files to evaluate or enhance")
+    else:
+        systems = (["noisy"] if has_noisy else []) + ["enhanced"]
+    if "sisnri" in names and not has_noisy:
+        names.remove("sisnri")
+        if notice is not None:
+            notice("notice: sisnri skipped: there is no noisy input to compare with")
+        if not names:
+            raise ValueError("no metric left to compute")
+    model_path = None
+    if isinstance(model, (str, os.PathLike)):
+        model_path, model = model, load_model(str(model), device)
+    saves = plan_saves(pairs, save_enhanced) if save_enhanced is not None else [None] * len(pairs)
+    workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    workers = min(workers, len(pairs) * len(systems))
+
+    pipe = _Pipeline(names, systems, model, mode, device, downmix, notice)
+    rows: dict[tuple[int, str], dict] = {}
+    left = {i: len(systems) for i in range(len(pairs))}
+    printed: set[tuple[int, str]] = set()
+    bar = tqdm(total=len(pairs), desc="evaluate", unit="pair", file=sys.stderr,
+               disable=not progress, dynamic_ncols=True)
+
+    def finish(key, values, reason) -> None:
+        i, system = key
+        if reason is not None:
+            rows[key]["error"] = reason
+            if error is not None and (i, reason) not in printed:
+                printed.add((i, reason))
+                error(f"error: {reason}")
+        else:
+            rows[key].update(values)
+        left[i] -= 1
+        if not left[i]:
+            bar.update(1)
+
+    pool, pending = None, {}
+    if workers > 1:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+        if ctx.get_start_method() == "forkserver":
+            ctx.set_forkserver_preload(["snnse.evaluate", "snnse.metrics.quality",
+                                        "snnse.metrics.dnsmos"])
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
+
+    def collect(block: bool) -> None:
+        if not pending:
+            return
+        done, _ = wait(list(pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for fut in done:
+            key, label = pending.pop(fut)
+            try:
+                _, values, reason = fut.result()
+            except Exception as err:  # a worker died (BrokenProcessPool, out of memory, ...)
+                values, reason = None, _reason(err)
+            finish(key, values, None if reason is None else f"{label}: {reason}")
+
+    try:
+        for i, (pair, save) in enumerate(zip(pairs, saves)):
+            ests, failures, duration, clean, noisy, sr = pipe.prepare(pair, save)
+            for system in systems:
+                rows[(i, system)] = {"file": pair["file"], "system": system,
+                                     "duration_s": duration, **{m: None for m in names},
+                                     "error": None}
+            for system, reason in failures.items():
+                finish((i, system), None, reason)
+            for system, est in ests.items():
+                label = f"{pair.get(system) or pair['noisy']}: {system}"
+                with_noisy = noisy if "sisnri" in names else None
+                job = ((i, system), clean, est, sr, names, with_noisy)
+                if pool is not None:
+                    try:
+                        pending[pool.submit(_score, job)] = ((i, system), label)
+                    except RuntimeError as err:  # the pool broke (a worker was killed)
+                        if notice is not None:
+                            notice(f"notice: metric workers failed ({_reason(err)}); "
+                                   "going on in this process")
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        pool = None
+                if pool is None:
+                    key, values, reason = _score(job)
+                    finish(key, values, None if reason is None else f"{label}: {reason}")
+                while len(pending) >= 2 * workers:
+                    collect(block=True)
+                collect(block=False)
+        while pending:
+            collect(block=True)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+
+    ordered = [rows[(i, s)] for i in range(len(pairs)) for s in systems]
+    failed = {i for (i, _), r in rows.items() if r["error"]}
+    kept = [rows[(i, s)] for i in range(len(pairs)) if i not in failed for s in systems]
+    summary = {
+        "snnse_version": snnse.__version__,
+        "created": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "command": list(command) if command is not None else None,
+        "inputs": inputs,
+        "model": _model_desc(model, model_path),
+        "mode": mode if model is not None else None,
+        "metrics": names,
+        "n_pairs": len(pairs),
+        "n_failed": len(failed),
+        "implementations": _implementations(names),
+        "systems": summarize(kept, systems, names),
+    }
+    return EvaluationResult(rows=ordered, summary=summary, metrics=names)
+
+
+# ---------------------------------------------------------------- command line
+
+def add_parser(subparsers) -> None:
+    """Register ``snnse evaluate`` (``func=run``)."""
+    p = subparsers.add_parser(
+        "evaluate", help="score noisy, enhanced or model outputs against clean speech",
+        description="Score speech against clean references: the noisy input (baseline), an "
+                    "--enhanced folder, or a --model run over the noisy input. Writes "
+                    "per_file.csv, summary.json and summary.md to OUT. Pairs that fail in any "
+                    "system are reported, left out of the means, and make the exit status 1.")
+    src = p.add_argument_group("pairs (folders or a manifest)")
+    src.add_argument("--noisy", metavar="DIR", help="noisy files (paired with --clean by name, "
+                     "or by N-DNS fileid)")
+    src.add_argument("--clean", metavar="DIR", help="clean reference files")
+    src.add_argument("--manifest", metavar="CSV", help="manifest with noisy and clean columns "
+                     "(as written by `snnse data ...`)")
+    src.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N pairs")
+    sys_ = p.add_argument_group("what to score besides the noisy input")
+    sys_.add_argument("--enhanced", metavar="DIR", help="already enhanced files, matched to the "
+                      "pairs by name (or fileid)")
+    sys_.add_argument("--model", metavar="CKPT", help="model checkpoint run over the noisy files")
+    sys_.add_argument("--mode", choices=MODES, default="stream",
+                      help="how the model runs: stream (default; Streamer fed 0.5 s chunks, equal "
+                           "to offline up to float rounding), offline (the whole file at once), "
+                           "chunk1s (independent 1 s pieces, each from a fresh state, as the "
+                           "DPSNN papers evaluate: for comparison with published DPSNN numbers "
+                           "only)")
+    sys_.add_argument("--save-enhanced", metavar="DIR",
+                      help="write the model's outputs there (32-bit float WAV named after the "
+                           "input; never over an input file)")
+    sys_.add_argument("--device", default="cpu", help="torch device of the model (default cpu)")
+    sys_.add_argument("--downmix", action="store_true",
+                      help="average multichannel files to mono (default: such files fail)")
+    p.add_argument("--metrics", metavar="A,B", default=None,
+                   help=f"metrics to compute (default all): {', '.join(METRICS)}")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing summary in OUT")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="metric processes (default: number of CPUs; 1 = no subprocesses)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no notices")
+    p.set_defaults(func=run)
+
+
+def _command(args: argparse.Namespace) -> list[str]:
+    """The command line: sys.argv when run as ``snnse evaluate``, else rebuilt from ``args``."""
+    if Path(sys.argv[0]).name == "snnse" and sys.argv[1:2] == ["evaluate"]:
+        return ["snnse", *sys.argv[1:]]
+    argv = ["snnse", "evaluate"]
+    for name in ("noisy", "clean", "manifest", "limit", "enhanced", "model", "mode",
+                 "save_enhanced", "device", "metrics", "output", "workers"):
+        value = getattr(args, name, None)
+        if value is not None and not (name == "mode" and args.model is None):
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    argv += [f"--{n}" for n in ("downmix", "overwrite", "quiet") if getattr(args, n, False)]
+    return argv
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``snnse evaluate``; 0 if every pair was scored, 1 if some failed."""
+    from snnse.data.manifest import ManifestError
+
+    try:
+        names = parse_metrics(args.metrics)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if args.manifest is not None and (args.noisy is not None or args.clean is not None):
+        raise UsageError("give either --manifest or --noisy/--clean, not both")
+    if args.manifest is None and args.clean is None:
+        raise UsageError("no pairs: give --clean DIR (with --noisy DIR or --enhanced DIR) "
+                         "or --manifest CSV")
+    if args.manifest is None and args.noisy is None and args.enhanced is None:
+        raise UsageError("--clean needs --noisy DIR (or --enhanced DIR) to score against it")
+    if args.model is not None and args.enhanced is not None:
+        raise UsageError("give --model or --enhanced, not both")
+    if args.save_enhanced is not None and args.model is None:
+        raise UsageError("--save-enhanced needs --model")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    found = existing_outputs(args.output)
+    if found and not args.overwrite:
+        raise UsageError(f"{args.output} already holds an evaluation summary ({found[0].name}); "
+                         "use --overwrite or another -o")
+    try:
+        if args.manifest is not None:
+            pairs = pairs_from_manifest(args.manifest)
+        else:
+            pairs = pairs_from_folders(args.noisy, args.clean)
+    except (ValueError, ManifestError) as err:
+        raise UsageError(str(err)) from None
+    model = load_model(args.model, args.device) if args.model is not None else None
+    inputs = {k: (str(getattr(args, k)) if getattr(args, k) is not None else None)
+              for k in ("noisy", "clean", "manifest", "enhanced")}
+    inputs.update(limit=args.limit, downmix=bool(args.downmix))
+    try:
+        result = evaluate(
+            pairs, metrics=names, model=model, mode=args.mode, enhanced=args.enhanced,
+            workers=args.workers, progress=not args.quiet and sys.stderr.isatty(),
+            save_enhanced=args.save_enhanced, downmix=args.downmix, device=args.device,
+            limit=args.limit, notice=None if args.quiet else eprint, error=eprint,
+            command=_command(args), inputs=inputs)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if result.summary["model"] is not None:
+        result.summary["model"]["path"] = str(args.model)
+    try:
+        write_outputs(result, args.output, overwrite=args.overwrite)
+    except (OSError, FileExistsError) as err:
+        eprint(f"error: {args.output}: cannot write the outputs ({err})")
+        return 1
+    table = result.markdown().split("\n\n")
+    print("\n\n".join(t for t in table if t.startswith("|")))
+    print(f"wrote per_file.csv, summary.json, summary.md to {args.output}")
+    n_failed = result.n_failed
+    if n_failed and not args.quiet:
+        eprint(f"{n_failed} of {result.summary['n_pairs']} pairs failed")
+    return 1 if n_failed else 0
