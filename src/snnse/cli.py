@@ -239,13 +239,7 @@ def _external(module: str) -> Callable:
     def add(sub) -> None:
         import importlib
 
-        try:  # TEMPORARY while the issue-4 modules are being written; removed before commit
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name == module:
-                return
-            raise
-        mod.add_parser(sub)
+        importlib.import_module(module).add_parser(sub)
 
     add.__name__ = f"add_parser[{module}]"
     return add
