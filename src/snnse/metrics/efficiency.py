@@ -490,7 +490,7 @@ def add_parser(subparsers) -> None:
                    help="ndns (default) or dpsnn-paper (the DPSNN authors' convention, for comparison)")
     p.add_argument("--eval", metavar="SUMMARY", help="summary.json of 'snnse evaluate' for the metricsboard")
     p.add_argument("--json", metavar="OUT.json", help="write the full report as JSON")
-    p.add_argument("--yaml", metavar="OUT.yaml", help="write the full report as YAML")
+    p.add_argument("--yaml", metavar="OUT.yaml", help="write the N-DNS metricsboard entry (quality fields from --eval) as YAML")
     p.add_argument("--no-timing", action="store_true", help="skip latency/RTF measurement")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.set_defaults(func=run)
@@ -595,7 +595,8 @@ def run(args) -> int:
     if args.json:
         _write_atomic(Path(args.json), json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     if args.yaml:
-        _write_atomic(Path(args.yaml), yaml.safe_dump(report, sort_keys=False, allow_unicode=True))
+        entry = {"entry": f"{report['model']['name']} ({report['model']['source']})", **report["metricsboard"]}
+        _write_atomic(Path(args.yaml), yaml.safe_dump(entry, sort_keys=False, allow_unicode=True))
     if skipped:
         eprint(f"{len(skipped)} of {len(files)} audio files skipped")
     return 1 if skipped else 0
