@@ -19,12 +19,12 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from snnse.audio import find_audio_files
+from snnse.atomic import atomic_write_text
 
 OUTPUT_FILES = ("summary.json", "per_file.csv", "summary.md")
 _FILEID = re.compile(r"fileid_(\d+)$")
@@ -177,23 +177,6 @@ def read_per_file(path: str | os.PathLike) -> list[dict]:
             elif k not in ("file", "system"):
                 r[k] = float(v) if v != "" else None
     return rows
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def existing_outputs(outdir: str | os.PathLike) -> list[Path]:

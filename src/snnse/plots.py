@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from snnse.cliutil import UsageError
+from snnse.atomic import atomic_path
 
 #: Okabe & Ito (2008) colour-blind-safe palette (black omitted).
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
@@ -61,20 +61,9 @@ def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
     """Write ``fig`` as PNG to ``path`` atomically (temp file in the same folder + rename)."""
     if dpi < 150:
         raise ValueError(f"dpi must be >= 150 for print quality, got {dpi}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, facecolor="white")
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def _numpy(x) -> np.ndarray:

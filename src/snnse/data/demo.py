@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from tqdm import tqdm
 from snnse.audio import AudioError, load_mono, write_audio_atomic
 from snnse.data.manifest import write_manifest
 from snnse.data.mixing import apply_rir, loop_crop, mix, rms_db
+from snnse.atomic import atomic_write_text
 
 SR = 16000
 LANGUAGES = ("en", "es", "fr", "it", "ru")
@@ -182,11 +182,7 @@ def _write_text(path: Path, text: str) -> None:
     """Write ``text`` atomically, leaving the file untouched if it already holds it."""
     if path.is_file() and path.read_text() == text:
         return
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def _normalise(x: np.ndarray, db: float = NOISE_DB) -> np.ndarray:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
+from snnse.atomic import atomic_path
 
 REQUIRED = ("id", "noisy", "clean", "duration", "speaker")
 
@@ -42,10 +42,9 @@ def write_manifest(path: str | os.PathLike, rows: Iterable[dict],
     path.parent.mkdir(parents=True, exist_ok=True)
     base = path.parent.resolve()
     fields = list(REQUIRED) + [c for c in extra if c not in REQUIRED]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     n = 0
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             w.writeheader()
             for row in rows:
@@ -55,11 +54,6 @@ def write_manifest(path: str | os.PathLike, rows: Iterable[dict],
                 row["duration"] = f"{float(row['duration']):.4f}"
                 w.writerow(row)
                 n += 1
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return n
 
 

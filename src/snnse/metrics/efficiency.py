@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -37,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .opcount import (ACCOUNTINGS, E_AC_PJ, E_MAC_PJ, check_rates, count_ops, count_ops_dpsnn_paper, energy,
                       firing_rates, op_graph)
+from snnse.atomic import atomic_write_text
 
 FORMAT = "snnse.profile"
 FORMAT_VERSION = 1
@@ -518,21 +518,6 @@ def parse_rates(text: str | None) -> dict[str, float]:
     return out
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load(spec: str, device: str):
     import snnse.models as models
     from ..cliutil import UsageError, load_model
@@ -593,10 +578,10 @@ def run(args) -> int:
         report["metricsboard_quality_source"] = str(args.eval)
     print(format_table(report))
     if args.json:
-        _write_atomic(Path(args.json), json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        atomic_write_text(Path(args.json), json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     if args.yaml:
         entry = {"entry": f"{report['model']['name']} ({report['model']['source']})", **report["metricsboard"]}
-        _write_atomic(Path(args.yaml), yaml.safe_dump(entry, sort_keys=False, allow_unicode=True))
+        atomic_write_text(Path(args.yaml), yaml.safe_dump(entry, sort_keys=False, allow_unicode=True))
     if skipped:
         eprint(f"{len(skipped)} of {len(files)} audio files skipped")
     return 1 if skipped else 0

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +30,7 @@ import torch
 from torch import nn
 
 from ..frontends import Frontend
+from ..atomic import atomic_path
 
 FORMAT = "snnse.model"
 FORMAT_VERSION = 1
@@ -139,17 +139,9 @@ class Enhancer(nn.Module):
 
 
 def save_checkpoint(obj: dict, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 # ---- registry ---------------------------------------------------------------------------------
