@@ -15,7 +15,7 @@ def test_write_replaces_only_when_complete(tmp_path):
         with atomic_path(target) as tmp:
             tmp.write_text("half")
             raise RuntimeError("crash while writing")
-    assert target.read_text(newline="") == "first\r\n"
+    assert target.read_bytes() == b"first\r\n"
     assert [p.name for p in target.parent.iterdir()] == ["out.txt"]  # the temporary file is gone
 
 
