@@ -68,7 +68,7 @@ def main() -> None:
         runs = {}
         for workers in sorted({1, args.workers}):
             t = time.perf_counter()
-            res = evaluate(pairs, workers=workers, progress=False, notice=None)
+            res = evaluate(pairs, workers=workers, progress=False, notice=None, cache=False)
             runs[workers] = time.perf_counter() - t
             assert res.n_failed == 0, res.n_failed
         loaded = [(sf.read(str(p["clean"]))[0], sf.read(str(p["noisy"]))[0]) for p in pairs]

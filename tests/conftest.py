@@ -7,6 +7,12 @@ import pytest
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _private_metric_cache(tmp_path, monkeypatch):
+    """Each test gets an empty metric cache, so no test passes on another's cached scores."""
+    monkeypatch.setenv("SNNSE_CACHE_DIR", str(tmp_path / "metric-cache"))
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """Folder of real test audio (``../shared/data`` beside the checkout)."""

@@ -23,7 +23,8 @@ NAMES = [f"p287_00{i}.wav" for i in range(1, 7)]
 
 
 def _run(capsys, *argv):
-    code = main(["evaluate", *map(str, argv)])
+    """``snnse evaluate`` without the metric cache: every test here computes its scores."""
+    code = main(["evaluate", "--no-cache", *map(str, argv)])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -58,7 +59,7 @@ def full_run(vb, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("full") / "eval"
     code = snnse.cli.main(["evaluate", "--noisy", str(vb / "noisy"), "--clean", str(vb / "clean"),
-                           "-o", str(out), "--workers", "2", "--quiet"])
+                           "-o", str(out), "--workers", "2", "--quiet", "--no-cache"])
     return code, out
 
 
@@ -316,7 +317,7 @@ def test_python_api(vb, ckpt, tmp_path):
     from snnse.metrics.quality import MetricError
 
     res = evaluate((vb / "noisy", vb / "clean"), metrics=["sisnr", "sisnri"], model=ckpt,
-                   mode="offline", workers=1, progress=False, limit=2, notice=None)
+                   mode="offline", workers=1, progress=False, limit=2, notice=None, cache=False)
     assert res.n_failed == 0 and len(res.rows) == 4
     assert res.summary["model"]["path"] == str(ckpt)
     paths = write_outputs(res, tmp_path)

@@ -297,7 +297,8 @@ def evaluate(pairs, *, metrics: str | Sequence[str] | None = None, model=None,
              device: str = "cpu", limit: int | None = None,
              notice: Callable[[str], None] | None = eprint,
              error: Callable[[str], None] | None = eprint,
-             command: Sequence[str] | None = None, inputs: dict | None = None) -> EvaluationResult:
+             command: Sequence[str] | None = None, inputs: dict | None = None,
+             cache: bool = True, cache_dir: str | os.PathLike | None = None) -> EvaluationResult:
     """Score every pair; see the module docstring for the systems and the failure rules.
 
     Args:
@@ -319,6 +320,9 @@ def evaluate(pairs, *, metrics: str | Sequence[str] | None = None, model=None,
         error: Receives the ``error: <file>: <reason>`` lines (None: silent).
         command: Recorded in the summary.
         inputs: Recorded in the summary (default: a description of ``pairs``).
+        cache: Reuse scores of signals already scored with the same metric code
+            (:class:`snnse.metric_cache.MetricCache`); hits and misses go to the summary.
+        cache_dir: Cache folder (default :func:`snnse.metric_cache.default_cache_dir`).
 
     Returns:
         An :class:`~snnse.evaluation_report.EvaluationResult`; ``summary["n_failed"]`` counts
@@ -374,6 +378,13 @@ def evaluate(pairs, *, metrics: str | Sequence[str] | None = None, model=None,
         raise ValueError(f"workers must be at least 1, got {workers}")
     workers = min(workers, len(pairs) * len(systems))
 
+    impl = _implementations(names)
+    store = None
+    if cache:
+        from snnse.metric_cache import MetricCache, code_salt, default_cache_dir
+
+        store = MetricCache(cache_dir if cache_dir is not None else default_cache_dir(), code_salt(impl))
+    ckeys: dict[tuple[int, str], str] = {}
     pipe = _Pipeline(names, systems, model, mode, device, downmix, notice)
     rows: dict[tuple[int, str], dict] = {}
     left = {i: len(systems) for i in range(len(pairs))}
@@ -390,6 +401,11 @@ def evaluate(pairs, *, metrics: str | Sequence[str] | None = None, model=None,
                 error(f"error: {reason}")
         else:
             rows[key].update(values)
+            if store is not None and key in ckeys:
+                try:
+                    store.put(ckeys.pop(key), values)
+                except OSError as err:
+                    pipe.say_once("cache", f"notice: metric cache not written ({err}); going on without it")
         left[i] -= 1
         if not left[i]:
             bar.update(1)
@@ -428,6 +444,13 @@ def evaluate(pairs, *, metrics: str | Sequence[str] | None = None, model=None,
             for system, est in ests.items():
                 label = f"{pair.get(system) or pair['noisy']}: {system}"
                 with_noisy = noisy if "sisnri" in names else None
+                if store is not None:
+                    ckeys[(i, system)] = store.key(clean, est, sr, with_noisy)
+                    hit = store.get(ckeys[(i, system)], names)
+                    if hit is not None:
+                        del ckeys[(i, system)]
+                        finish((i, system), hit, None)
+                        continue
                 job = ((i, system), clean, est, sr, names, with_noisy)
                 if pool is not None:
                     try:
@@ -464,7 +487,9 @@ def evaluate(pairs, *, metrics: str | Sequence[str] | None = None, model=None,
         "metrics": names,
         "n_pairs": len(pairs),
         "n_failed": len(failed),
-        "implementations": _implementations(names),
+        "implementations": impl,
+        "cache": None if store is None else {"dir": str(store.root), "hits": store.hits,
+                                             "misses": store.misses},
         "systems": summarize(kept, systems, names),
     }
     return EvaluationResult(rows=ordered, summary=summary, metrics=names)
@@ -510,6 +535,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="metric processes (default: number of CPUs; 1 = no subprocesses)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no notices")
+    p.add_argument("--no-cache", action="store_true",
+                   help="recompute every score (default: reuse scores of identical signals "
+                        "computed by the same metric code, in $SNNSE_CACHE_DIR or ~/.cache/snnse/metrics)")
     p.set_defaults(func=run)
 
 
@@ -571,7 +599,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers, progress=not args.quiet and sys.stderr.isatty(),
             save_enhanced=args.save_enhanced, downmix=args.downmix, device=args.device,
             limit=args.limit, notice=None if args.quiet else eprint, error=eprint,
-            command=_command(args), inputs=inputs)
+            command=_command(args), inputs=inputs, cache=not args.no_cache)
     except ValueError as err:
         raise UsageError(str(err)) from None
     if result.summary["model"] is not None:
@@ -581,6 +609,10 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, FileExistsError) as err:
         eprint(f"error: {args.output}: cannot write the outputs ({err})")
         return 1
+    cached = result.summary.get("cache") or {}
+    if cached.get("hits") and not args.quiet:
+        eprint(f"notice: {cached['hits']} of {cached['hits'] + cached['misses']} score sets reused from "
+               f"the metric cache {cached['dir']} (--no-cache recomputes them)")
     table = result.markdown().split("\n\n")
     print("\n\n".join(t for t in table if t.startswith("|")))
     print(f"wrote per_file.csv, summary.json, summary.md to {args.output}")
