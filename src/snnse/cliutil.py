@@ -44,13 +44,13 @@ def parse_sets(items: Sequence[str] | None) -> dict:
 
 
 def load_model(path: str, device: str):
-    """Load a checkpoint with ``snnse.load``; UsageError on failure."""
+    """Load a checkpoint or a bundled model name with ``snnse.load``; UsageError on failure."""
     import snnse
 
     try:
         model = snnse.load(path)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: model checkpoint not found") from None
+    except FileNotFoundError as err:
+        raise UsageError(f"{path}: model checkpoint not found ({err})") from None
     except ValueError as err:
         msg = " ".join(str(err).split())
         raise UsageError(msg if str(path) in msg else f"{path}: {msg}") from None

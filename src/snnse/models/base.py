@@ -179,10 +179,21 @@ def get(name: str, **kwargs) -> Enhancer:
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Enhancer:
-    """Load a checkpoint written by :meth:`Enhancer.save` (never executes code from the file)."""
+    """Load a checkpoint written by :meth:`Enhancer.save` (never executes code from the file).
+
+    Args:
+        path: A checkpoint file, or the name of a bundled pretrained model (``"dpsnn-demo"``,
+            ``"spiking-s4-demo"``; see :mod:`snnse.pretrained`). An existing file wins over a name.
+        map_location: Device for the weights.
+    """
+    from .. import pretrained
+
+    if pretrained.is_name(path):
+        path = pretrained.path(str(path))  # FileNotFoundError names the missing weights
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        names = ", ".join(pretrained.bundled()) or "none installed"
+        raise FileNotFoundError(f"checkpoint not found: {path} (bundled model names: {names})")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt, truncated, or a pickle that needs code

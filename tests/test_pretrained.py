@@ -1,0 +1,141 @@
+"""Bundled models: loading by name, ``snnse models``, the default model of ``snnse enhance``,
+``snnse demo``, and the noisereduce baseline of ``snnse evaluate``.
+
+The plumbing tests point ``SNNSE_PRETRAINED_DIR`` at a folder of tiny models; the tests of
+the shipped weights (``test_shipped_*``) use the real package folder.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import snnse
+from snnse import pretrained
+from snnse.cli import main
+from snnse.metrics.quality import si_snr
+
+TINY = {"dpsnn-demo": ("dpsnn", {"N": 16, "B": 16, "H": 16}),
+        "spiking-s4-demo": ("spiking_s4", {"d_model": 16, "d_state": 8, "n_layers": 1})}
+
+
+@pytest.fixture
+def tiny_bundle(tmp_path, monkeypatch):
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    torch.manual_seed(0)
+    for name, (arch, kwargs) in TINY.items():
+        snnse.get(arch, **kwargs).save(folder / f"{name}.pt")
+        (folder / f"{name}.md").write_text(f"# {name}\n\nA tiny test model.\n")
+    (folder / "dpsnn-demo.json").write_text(json.dumps(
+        {"demo_test": {"sisnr": {"noisy": 7.0, "model": 11.5}}}))
+    monkeypatch.setenv("SNNSE_PRETRAINED_DIR", str(folder))
+    return folder
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_load_by_name(tiny_bundle):
+    model = snnse.load("spiking-s4-demo")
+    assert model.name == "spiking_s4" and model.kwargs["d_model"] == 16
+    assert pretrained.bundled() == ["dpsnn-demo", "spiking-s4-demo"]
+    assert "tiny test model" in pretrained.card("dpsnn-demo")
+
+
+def test_existing_file_wins_over_name(tiny_bundle, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    snnse.get("spiking_s4", d_model=8, d_state=4, n_layers=1).save(tmp_path / "dpsnn-demo")
+    assert snnse.load("dpsnn-demo").name == "spiking_s4"
+
+
+def test_missing_and_unknown_names(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SNNSE_PRETRAINED_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="not installed"):
+        snnse.load("dpsnn-demo")
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        snnse.load("no-such-model")
+    code, _, err = _run(capsys, "enhance", "x.wav", "-o", tmp_path / "o", "--model", "no-such-model")
+    assert code == 2 and "no-such-model" in err
+
+
+def test_models_command(tiny_bundle, capsys):
+    code, out, _ = _run(capsys, "models")
+    assert code == 0
+    line = next(l for l in out.splitlines() if l.strip().startswith("dpsnn-demo"))
+    assert "[default]" in line and "sisnr 7.00 -> 11.50" in line and "5 ms latency" in line
+    assert "spiking-s4-demo" in out and "dpsnn, spiking_s4" in out
+    code, out, _ = _run(capsys, "models", "--card", "spiking-s4-demo")
+    assert code == 0 and out.startswith("# spiking-s4-demo")
+    code, _, err = _run(capsys, "models", "--card", "nope")
+    assert code == 2 and "unknown pretrained model" in err
+
+
+def test_enhance_without_model_uses_default(tiny_bundle, data_dir, tmp_path, capsys):
+    src = data_dir / "voicebank_debug" / "noisy"
+    code, _, err = _run(capsys, "enhance", src, "-o", tmp_path / "out")
+    assert code == 0
+    assert err.count("using the bundled dpsnn-demo") == 1  # said once, not per file
+    outs = sorted((tmp_path / "out").glob("*.wav"))
+    assert len(outs) == len(list(src.glob("*.wav"))) == 6
+    # the default is exactly the bundled dpsnn-demo
+    x, sr = sf.read(src / outs[0].name)
+    y, _ = sf.read(outs[0])
+    with torch.inference_mode():
+        ref = snnse.load(tiny_bundle / "dpsnn-demo.pt")(torch.from_numpy(x).float()[None])[0].numpy()
+    assert np.abs(y - np.clip(ref, -1, 1)).max() < 2e-4  # PCM_16 rounding
+
+
+def test_model_name_in_evaluate_and_profile(tiny_bundle, data_dir, tmp_path, capsys):
+    d = data_dir / "voicebank_debug"
+    code, out, _ = _run(capsys, "evaluate", "--noisy", d / "noisy", "--clean", d / "clean", "--limit", 2,
+                        "--model", "spiking-s4-demo", "--metrics", "sisnr", "--workers", 1,
+                        "-o", tmp_path / "ev", "--quiet")
+    assert code == 0 and "| enhanced |" in out
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["model"]["path"] == "spiking-s4-demo"
+    code, out, _ = _run(capsys, "profile", "--model", "dpsnn-demo", "--no-timing")
+    assert code == 0 and "SynOps" in out
+
+
+def test_demo_command(tiny_bundle, tmp_path, capsys):
+    code, out, _ = _run(capsys, "demo", "-o", tmp_path / "demo")
+    assert code == 0
+    for needle in ("SI-SNR dB", "PESQ-WB", "STOI", "algorithmic", "real-time factor"):
+        assert needle in out
+    y, sr = sf.read(tmp_path / "demo" / "enhanced.wav")
+    x, _ = sf.read(pretrained.FOLDER / "demo_noisy.wav")
+    assert sr == 16000 and len(y) == len(x)
+    assert (tmp_path / "demo" / "spectrogram.png").stat().st_size > 10_000
+    report = json.loads((tmp_path / "demo" / "scores.json").read_text())
+    # the printed scores are those of the written file (up to PCM_16 rounding)
+    c, _ = sf.read(pretrained.FOLDER / "demo_clean.wav")
+    assert abs(report["enhanced_scores"]["si_snr"] - si_snr(c, y)) < 0.05
+    assert report["timing"]["algorithmic_ms"] == 5.0 and report["timing"]["rtf"] > 0
+
+
+def test_demo_refuses_input_folder(tiny_bundle, capsys):
+    code, _, err = _run(capsys, "demo", "-o", pretrained.FOLDER)
+    assert code == 2 and "holds the input clip" in err
+
+
+def test_evaluate_noisereduce_baseline(data_dir, tmp_path, capsys):
+    d = data_dir / "voicebank_debug"
+    code, out, _ = _run(capsys, "evaluate", "--noisy", d / "noisy", "--clean", d / "clean", "--limit", 2,
+                        "--baseline", "noisereduce", "--metrics", "sisnr", "--workers", 1,
+                        "-o", tmp_path / "ev", "--quiet")
+    assert code == 0 and "| noisereduce |" in out and "| noisy |" in out
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert list(summary["systems"]) == ["noisy", "noisereduce"]
+    assert "--baseline" in summary["command"]
+    # the scored signal is noisereduce's output, not the noisy input
+    n = summary["systems"]["noisy"]["sisnr"]["mean"]
+    assert abs(summary["systems"]["noisereduce"]["sisnr"]["mean"] - n) > 0.1
+    code, _, err = _run(capsys, "evaluate", "--noisy", d / "noisy", "--clean", d / "clean",
+                        "--baseline", "wiener", "-o", tmp_path / "ev2", "--quiet")
+    assert code == 2 and "unknown baseline" in err
