@@ -74,7 +74,9 @@ def add_enhance_parser(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="IN", help="audio files or folders")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output folder (or output file for a single .wav/.flac input)")
-    p.add_argument("--model", required=True, metavar="CKPT", help="model checkpoint")
+    p.add_argument("--model", metavar="MODEL",
+                   help="checkpoint path or bundled model name (default: the bundled dpsnn-demo; "
+                        "see 'snnse models')")
     p.add_argument("--downmix", action="store_true",
                    help="average channels to mono and write mono (default: each channel separately)")
     p.add_argument("--chunk-seconds", type=float, default=1.0,
@@ -161,8 +163,14 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         pairs = plan_outputs(args.inputs, args.output)
     except AudioError as err:
         raise UsageError(str(err)) from None
-    model = load_model(args.model, args.device)
     notice = None if args.quiet else eprint
+    if args.model is None:
+        from snnse import pretrained
+        args.model = pretrained.DEFAULT
+        if notice:
+            notice(f"snnse enhance: no --model given; using the bundled {args.model} "
+                   f"({pretrained.CATALOGUE[args.model]})")
+    model = load_model(args.model, args.device)
     failed = 0
     show = not args.quiet and sys.stderr.isatty()
     for src, dst in tqdm(pairs, desc="enhance", unit="file", file=sys.stderr, disable=not show):
@@ -179,6 +187,54 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     if failed and not args.quiet:
         eprint(f"{failed} of {len(pairs)} files failed")
     return 1 if failed else 0
+
+
+# ---------------------------------------------------------------- models
+
+def add_models_parser(sub) -> None:
+    """Register ``snnse models``."""
+    p = sub.add_parser("models", help="list bundled pretrained models and model architectures",
+                       description="List the bundled pretrained models (usable as --model NAME "
+                                   "everywhere a checkpoint is accepted) and the architectures "
+                                   "that 'snnse create' and the recipes can build.")
+    p.add_argument("--card", metavar="NAME", help="print the model card of a bundled model")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Print the bundled models (with their demo-test scores) and the registry."""
+    import json
+
+    import snnse
+    from snnse import pretrained
+    from snnse.models import count_parameters
+
+    if args.card:
+        try:
+            text = pretrained.card(args.card)
+        except (KeyError, FileNotFoundError) as err:
+            raise UsageError(str(err).strip("'\"")) from None
+        print(text or f"{args.card}: no model card")
+        return 0
+    print("bundled pretrained models (--model NAME):")
+    for name, what in pretrained.CATALOGUE.items():
+        if name not in pretrained.bundled():
+            print(f"  {name:<16} not installed in this copy ({what})")
+            continue
+        model = snnse.load(name)
+        line = (f"  {name:<16} {model.name}, {count_parameters(model):,} params, "
+                f"{model.latency_ms:g} ms latency, hop {1000 * model.hop / model.sample_rate:g} ms")
+        meta = pretrained.folder() / f"{name}.json"
+        if meta.is_file():
+            m = json.loads(meta.read_text())
+            scores = m.get("demo_test", {})
+            if scores:
+                line += "; demo test: " + ", ".join(
+                    f"{k} {v['noisy']:.2f} -> {v['model']:.2f}" for k, v in scores.items())
+        print(line + ("  [default]" if name == pretrained.DEFAULT else ""))
+        print(f"  {'':<16} {what}")
+    print("architectures (snnse create NAME, model.name in recipes): " + ", ".join(snnse.available()))
+    return 0
 
 
 # ---------------------------------------------------------------- main
@@ -246,8 +302,9 @@ def _external(module: str) -> Callable:
 
 
 SUBCOMMANDS: list[Callable] = [
-    add_create_parser, add_enhance_parser, add_fit_parser, add_data_parser,
+    add_create_parser, add_enhance_parser, add_models_parser, add_fit_parser, add_data_parser,
     _external("snnse.evaluate"), _external("snnse.metrics.efficiency"), _external("snnse.plots"),
+    _external("snnse.showcase"),
 ]
 
 

@@ -75,8 +75,9 @@ def _score(job: tuple) -> tuple:
 class _Pipeline:
     """Reads a pair, runs the model, and turns it into metric jobs (main process)."""
 
-    def __init__(self, names, systems, model, mode, device, downmix, notice):
+    def __init__(self, names, systems, model, mode, device, downmix, notice, baselines=()):
         self.names, self.systems, self.model, self.mode = names, systems, model, mode
+        self.baselines = tuple(baselines)
         self.device, self.downmix, self.notice = device, downmix, notice
         self.said: set[str] = set()
 
@@ -145,6 +146,13 @@ class _Pipeline:
             return fail_all(f"{pair['file']}: no noisy file")
         if "noisy" in self.systems:
             ests["noisy"] = noisy
+        for name in self.baselines:
+            from snnse.baselines import get as baseline
+
+            try:
+                ests[name] = baseline(name)(noisy, sr)
+            except (RuntimeError, ValueError) as err:
+                failures[name] = f"{pair['noisy']}: {name}: failed ({' '.join(str(err).split())[:200]})"
         if "enhanced" in self.systems and self.model is not None:
             try:
                 ests["enhanced"] = self.enhance(noisy, sr, pair["noisy"])
@@ -198,7 +206,8 @@ def evaluate(pairs, *, metrics: str | Sequence[str] | None = None, model=None,
              notice: Callable[[str], None] | None = eprint,
              error: Callable[[str], None] | None = eprint,
              command: Sequence[str] | None = None, inputs: dict | None = None,
-             cache: bool = True, cache_dir: str | os.PathLike | None = None) -> EvaluationResult:
+             cache: bool = True, cache_dir: str | os.PathLike | None = None,
+             baselines: Sequence[str] = ()) -> EvaluationResult:
     """Score every pair; see the module docstring for the systems and the failure rules.
 
     Args:
@@ -223,6 +232,8 @@ def evaluate(pairs, *, metrics: str | Sequence[str] | None = None, model=None,
         cache: Reuse scores of signals already scored with the same metric code
             (:class:`snnse.metric_cache.MetricCache`); hits and misses go to the summary.
         cache_dir: Cache folder (default :func:`snnse.metric_cache.default_cache_dir`).
+        baselines: Classical enhancers run over the noisy input and scored as systems of
+            their own (names in :data:`snnse.baselines.BASELINES`, e.g. ``"noisereduce"``).
 
     Returns:
         An :class:`~snnse.evaluation_report.EvaluationResult`; ``summary["n_failed"]`` counts
@@ -263,6 +274,15 @@ def evaluate(pairs, *, metrics: str | Sequence[str] | None = None, model=None,
             raise ValueError("the pairs have no noisy files to evaluate or enhance")
     else:
         systems = (["noisy"] if has_noisy else []) + ["enhanced"]
+    baselines = list(dict.fromkeys(baselines or ()))
+    if baselines:
+        from snnse.baselines import get as baseline
+
+        for name in baselines:
+            baseline(name)  # ValueError for unknown names, before any work
+        if not has_noisy:
+            raise ValueError("baselines need noisy files to enhance")
+        systems = systems[:1] + baselines + systems[1:]
     if "sisnri" in names and not has_noisy:
         names.remove("sisnri")
         if notice is not None:
@@ -285,7 +305,7 @@ def evaluate(pairs, *, metrics: str | Sequence[str] | None = None, model=None,
 
         store = MetricCache(cache_dir if cache_dir is not None else default_cache_dir(), code_salt(impl))
     ckeys: dict[tuple[int, str], str] = {}
-    pipe = _Pipeline(names, systems, model, mode, device, downmix, notice)
+    pipe = _Pipeline(names, systems, model, mode, device, downmix, notice, baselines)
     rows: dict[tuple[int, str], dict] = {}
     left = {i: len(systems) for i in range(len(pairs))}
     printed: set[tuple[int, str]] = set()
@@ -415,7 +435,11 @@ def add_parser(subparsers) -> None:
     sys_ = p.add_argument_group("what to score besides the noisy input")
     sys_.add_argument("--enhanced", metavar="DIR", help="already enhanced files, matched to the "
                       "pairs by name (or fileid)")
-    sys_.add_argument("--model", metavar="CKPT", help="model checkpoint run over the noisy files")
+    sys_.add_argument("--model", metavar="MODEL", help="model checkpoint or bundled model name "
+                      "(dpsnn-demo, spiking-s4-demo) run over the noisy files")
+    sys_.add_argument("--baseline", action="append", default=[], metavar="NAME",
+                      help="also score a classical enhancer run over the noisy files "
+                           "(repeatable): noisereduce (spectral gating, offline)")
     sys_.add_argument("--mode", choices=MODES, default="stream",
                       help="how the model runs: stream (default; Streamer fed 0.5 s chunks, equal "
                            "to offline up to float rounding), offline (the whole file at once), "
@@ -451,6 +475,8 @@ def _command(args: argparse.Namespace) -> list[str]:
         value = getattr(args, name, None)
         if value is not None and not (name == "mode" and args.model is None):
             argv += [f"--{name.replace('_', '-')}", str(value)]
+    for name in getattr(args, "baseline", None) or ():
+        argv += ["--baseline", name]
     argv += [f"--{n}" for n in ("downmix", "overwrite", "quiet") if getattr(args, n, False)]
     return argv
 
@@ -499,7 +525,8 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers, progress=not args.quiet and sys.stderr.isatty(),
             save_enhanced=args.save_enhanced, downmix=args.downmix, device=args.device,
             limit=args.limit, notice=None if args.quiet else eprint, error=eprint,
-            command=_command(args), inputs=inputs, cache=not args.no_cache)
+            command=_command(args), inputs=inputs, cache=not args.no_cache,
+            baselines=args.baseline)
     except ValueError as err:
         raise UsageError(str(err)) from None
     if result.summary["model"] is not None:

@@ -482,7 +482,8 @@ def add_parser(subparsers) -> None:
                     "graph), firing rates on audio, N-DNS SynOps/NeuronOps/power proxy/PDP, latency and "
                     "real-time factor, energy estimate.")
     p.add_argument("--model", required=True, metavar="CKPT",
-                   help="model checkpoint, or a registered model name (untrained weights) for a quick look")
+                   help="model checkpoint, a bundled model (dpsnn-demo, spiking-s4-demo), or a registered "
+                        "model name (untrained weights) for a quick look")
     p.add_argument("--audio", metavar="DIR", help="audio folder (or file) to measure firing rates and time on")
     p.add_argument("--rates", metavar="K=V,...", help="event rates, e.g. proj=0.463,scnn=0.169,srnn=0.138,"
                                                       "readout=0.079 (override measured ones)")
@@ -522,9 +523,12 @@ def _load(spec: str, device: str):
     import snnse.models as models
     from ..cliutil import UsageError, load_model
 
-    if Path(spec).exists() or spec not in models.available():
-        if not Path(spec).exists():
-            raise UsageError(f"{spec}: model checkpoint not found and not a registered model name "
+    from .. import pretrained
+
+    if Path(spec).exists() or pretrained.is_name(spec) or spec not in models.available():
+        if not Path(spec).exists() and not pretrained.is_name(spec):
+            raise UsageError(f"{spec}: model checkpoint not found, not a bundled model "
+                             f"({', '.join(pretrained.CATALOGUE)}) and not a registered model name "
                              f"({', '.join(models.available())})")
         return load_model(spec, device), False
     try:
