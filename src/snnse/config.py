@@ -53,6 +53,11 @@ DEFAULTS: dict = {
         "log_every_n_steps": 10,
         "enable_progress_bar": True,
     },
+    "checkpoint": {
+        "every_n_steps": 0,     # also write last.ckpt and last.pt every N optimizer steps (0: after each epoch only)
+        "keep_steps": False,    # also keep checkpoints/step-NNNNNNN.ckpt of every periodic write
+    },
+    "threads": None,            # torch.set_num_threads(N) in every training process (None: torch's default)
     "run": {"dir": "runs", "name": None},
 }
 

@@ -7,12 +7,19 @@
 * :func:`fit` — builds datasets, logs (TensorBoard and CSV), checkpoints (Lightning
   ``best.ckpt``/``last.ckpt`` plus the self-describing ``best.pt``/``last.pt`` model files),
   writes the resolved configuration beside the run and resumes with ``resume=True``.
+* :class:`LastCheckpoint` — writes ``last.ckpt`` and ``last.pt`` after every epoch, every
+  ``checkpoint.every_n_steps`` optimizer steps and at a ``max_steps`` stop inside an epoch.
 
-Resumption is exact at epoch boundaries (``last.ckpt`` is written at the end of every
-epoch): crops, mixtures and the batch order are functions of (seed, epoch, index)
-(:class:`~snnse.data.paired.EpochSampler`), the weights are initialised from the seed,
-and Lightning restores the optimizer, schedule and counters. A checkpoint written in the
-middle of an epoch resumes, but not bit-exactly (the rest of that epoch is redrawn).
+Resumption from any ``last.ckpt`` is exact: crops, mixtures and the batch order are
+functions of (seed, epoch, index) (:class:`~snnse.data.paired.EpochSampler`), the
+training loader (:class:`~snnse.data.paired.EpochLoader`) stores how many batches of the
+epoch it has handed out and skips them on resume, the weights are initialised from the
+seed, and Lightning restores the optimizer, the per-batch learning-rate schedule, its loop
+counters (``global_step``, ``batch_idx``, the validation schedule) and the callbacks (the
+best score of :class:`ModelExport`). The models draw no random numbers while training (no
+dropout), so no generator state is needed; a model that did would not resume bit-exactly.
+A run stopped by Ctrl-C or a signal is resumed from its last written checkpoint: Lightning
+writes none at the interruption.
 
 Several GPUs or nodes: ``--trainer.devices 4 --trainer.strategy ddp [--trainer.num_nodes 2]``.
 Each process reads its own shard of every epoch's permutation; ``data.batch_size`` is per process.
@@ -22,16 +29,19 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
 
 from snnse.config import ConfigError, dump_config
-from snnse.data.paired import EpochSampler, PairedDataset
+from snnse.data.paired import EpochLoader, EpochSampler, PairedDataset
 from snnse.losses import EnhancementLoss
 from snnse.models import base
 from snnse.ssm import param_groups
@@ -134,6 +144,12 @@ class EnhancementTask(pl.LightningModule):
         if not self.trainer.sanity_checking:
             self.validated_step = self.global_step
 
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["validated_step"] = self.validated_step
+
+    def on_load_checkpoint(self, checkpoint):
+        self.validated_step = int(checkpoint.get("validated_step", -1))
+
     def configure_optimizers(self):
         o = self.optim
         name = o.get("name", "adam").lower()
@@ -171,13 +187,116 @@ class ModelExport(pl.Callback):
         self.best = float(state["best"])
 
 
+def _fitting(trainer) -> bool:
+    return trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
+
+
+class LastCheckpoint(Checkpoint):
+    """Writes ``checkpoints/last.ckpt`` (Lightning) and ``last.pt`` (the model file) at resumable points.
+
+    * after every epoch, once its validation has run;
+    * every ``every_n_steps`` optimizer steps (0: never) at the end of the batch, or, when
+      a validation follows that batch (``val_check_interval``), once more after it, so
+      that a resumed run neither repeats nor skips it;
+    * at the last step when ``trainer.max_steps`` ends the run inside an epoch.
+
+    Inside an epoch only batches that stepped the optimizer count (not the middle of a
+    gradient accumulation). Each write replaces the previous file atomically (temporary
+    file, then rename), so only the latest is kept; ``keep_steps`` also keeps a hard link
+    ``step-NNNNNNN.ckpt`` of every periodic write.
+
+    Args:
+        folder: The ``checkpoints`` folder.
+        model_file: Where the model file goes (``<run>/last.pt``).
+        every_n_steps: Period in optimizer steps; 0 writes after epochs (and at a
+            ``max_steps`` stop) only.
+        keep_steps: Keep the periodic checkpoints under step-numbered names too.
+    """
+
+    def __init__(self, folder: Path, model_file: Path, every_n_steps: int = 0, keep_steps: bool = False):
+        if int(every_n_steps) < 0:
+            raise ConfigError(f"checkpoint.every_n_steps must be >= 0, got {every_n_steps}")
+        self.folder, self.model_file = Path(folder), Path(model_file)
+        self.every, self.keep = int(every_n_steps), bool(keep_steps)
+        self._step_before = -1
+        self._written_at = -1  # global step of the last write inside an epoch
+
+    @property
+    def path(self) -> Path:
+        return self.folder / "last.ckpt"
+
+    def write(self, trainer, task, keep: bool = False) -> None:
+        """Write both files now (every process must call it; rank 0 writes)."""
+        tmp = self.folder / ".last.ckpt.partial"
+        trainer.save_checkpoint(tmp)  # rank 0 writes; all processes wait for it
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+            task.model.save(self.model_file)
+            if keep:
+                named = self.folder / f"step-{trainer.global_step:07d}.ckpt"
+                named.unlink(missing_ok=True)
+                os.link(self.path, named)
+
+    def on_train_batch_start(self, trainer, task, batch, batch_idx):
+        self._step_before = trainer.global_step
+
+    def on_train_batch_end(self, trainer, task, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if not _fitting(trainer) or step == self._step_before:  # accumulating gradients
+            return
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return  # the end-of-epoch write follows, after the validation
+        periodic = self.every > 0 and step % self.every == 0
+        if periodic or 0 <= trainer.max_steps <= step:
+            self.write(trainer, task, keep=periodic and self.keep)
+            self._written_at = step
+
+    def on_validation_end(self, trainer, task):
+        if _fitting(trainer) and self._written_at == trainer.global_step \
+                and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            self.write(trainer, task)  # include this validation (and ModelExport's best)
+
+    def on_train_epoch_end(self, trainer, task):
+        loop = trainer.fit_loop.epoch_loop
+        if _fitting(trainer) and (loop.batch_progress.is_last_batch
+                                  or loop.batch_progress.current.ready >= trainer.num_training_batches):
+            self.write(trainer, task)  # a max_steps stop inside the epoch was written at its batch
+
+
+def _record_validation(path: Path, step: int, export: ModelExport) -> None:
+    """Put the final validation of a ``max_steps`` run (after the last write) into ``last.ckpt``.
+
+    Keeps a resumed run's best score in step with ``best.pt``, which that validation may
+    have replaced.
+    """
+    if not path.is_file():
+        return
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if ckpt.get("global_step") != step or export.state_key not in ckpt.get("callbacks", {}):
+        return
+    ckpt["callbacks"][export.state_key] = export.state_dict()
+    ckpt["validated_step"] = step
+    base.save_checkpoint(ckpt, path)
+
+
 def _loader(ds, cfg: dict, train: bool, seed: int) -> DataLoader:
     data = cfg["data"]
     workers = int(data["num_workers"])
-    return DataLoader(ds, batch_size=int(data["batch_size"]) if train else 1,
-                      sampler=EpochSampler(len(ds), shuffle=train, seed=seed),
-                      num_workers=workers, persistent_workers=False, drop_last=False,
-                      pin_memory=torch.cuda.is_available())
+    opts = dict(num_workers=workers, persistent_workers=False, pin_memory=torch.cuda.is_available())
+    sampler = EpochSampler(len(ds), shuffle=train, seed=seed)
+    if train:
+        return EpochLoader(ds, sampler, batch_size=int(data["batch_size"]), **opts)
+    return DataLoader(ds, batch_size=1, sampler=sampler, **opts)
+
+
+class _Threads(pl.Callback):
+    """``torch.set_num_threads(n)`` once Lightning has launched the processes (it sets its own)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def setup(self, trainer, task, stage):
+        torch.set_num_threads(self.n)
 
 
 def fit(cfg: dict, resume: bool | str = False, callbacks: list | None = None) -> Path | None:
@@ -189,9 +308,6 @@ def fit(cfg: dict, resume: bool | str = False, callbacks: list | None = None) ->
             checkpoint. Without it an existing run folder with checkpoints is an error.
         callbacks: Extra Lightning callbacks (e.g. timers in ``benchmarks/``).
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-
     run_dir = Path(cfg["run"]["dir"]).expanduser() / cfg["run"]["name"]
     ckpt_dir = run_dir / "checkpoints"
     ckpt_path = None
@@ -202,6 +318,22 @@ def fit(cfg: dict, resume: bool | str = False, callbacks: list | None = None) ->
     elif (ckpt_dir / "last.ckpt").exists():
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it "
                           f"or --run.name NEW for a new one")
+    threads = cfg.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be a positive integer or null, got {threads!r}")
+    saved_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _fit(cfg, run_dir, ckpt_dir, ckpt_path, list(callbacks or []) + ([_Threads(threads)] if threads else []))
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
+def _fit(cfg: dict, run_dir: Path, ckpt_dir: Path, ckpt_path: Path | None, callbacks: list) -> Path | None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
     seed = int(cfg["seed"])
     pl.seed_everything(seed, workers=True, verbose=False)
     data = cfg["data"]
@@ -212,11 +344,14 @@ def fit(cfg: dict, resume: bool | str = False, callbacks: list | None = None) ->
     if task.model.sample_rate != int(data["sample_rate"]):
         raise ConfigError(f"model runs at {task.model.sample_rate} Hz but data.sample_rate is {data['sample_rate']}")
     opts = dict(cfg["trainer"])
-    callbacks = list(callbacks or [])
+    export = None
     if opts.get("enable_checkpointing", True):
+        every = cfg["checkpoint"]
+        export = ModelExport(run_dir)
         callbacks += [ModelCheckpoint(ckpt_dir, filename="best", monitor="val/sisnr", mode="max",
-                                      save_last=True, save_top_k=1, auto_insert_metric_name=False),
-                      ModelExport(run_dir)]
+                                      save_last=False, save_top_k=1, auto_insert_metric_name=False),
+                      LastCheckpoint(ckpt_dir, run_dir / "last.pt", every["every_n_steps"], every["keep_steps"]),
+                      export]
     if opts.pop("logger", True) is not False:
         # one version_K folder per start, so a resumed run keeps the logs of the earlier ones
         opts["logger"] = [TensorBoardLogger(run_dir, name="tensorboard"), CSVLogger(run_dir, name="csv")]
@@ -231,8 +366,8 @@ def fit(cfg: dict, resume: bool | str = False, callbacks: list | None = None) ->
               f"{len(train_ds)} training / {len(valid_ds)} validation items, run folder {run_dir}",
               file=sys.stderr)
     valid_loader = _loader(valid_ds, cfg, False, seed)
-    # Ctrl-C: Lightning stops cleanly; --resume then restarts from the last finished epoch,
-    # which reproduces the uninterrupted run exactly
+    # Ctrl-C: Lightning stops and exits with status 1 (SystemExit) without writing a checkpoint;
+    # --resume continues from the last one written (after an epoch, or checkpoint.every_n_steps)
     # checkpoints never run code: Lightning releases that accept it load them with weights_only=True
     safe = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
     trainer.fit(task, _loader(train_ds, cfg, True, seed), valid_loader,
@@ -240,4 +375,6 @@ def fit(cfg: dict, resume: bool | str = False, callbacks: list | None = None) ->
     if trainer.global_step > task.validated_step and not trainer.interrupted:
         # stopped inside an epoch (--trainer.max_steps): validate the final weights too
         trainer.validate(task, valid_loader, verbose=False)
+        if export is not None and trainer.is_global_zero:
+            _record_validation(ckpt_dir / "last.ckpt", trainer.global_step, export)
     return run_dir if trainer.is_global_zero else None

@@ -2,9 +2,10 @@
 
 Every random choice of an item comes from ``np.random.default_rng([seed, epoch, index])``.
 :class:`EpochSampler` yields ``(epoch, index)`` pairs, so items depend neither on the
-worker that loads them nor on the random state of the process: an interrupted run
-resumed from an epoch boundary sees exactly the batches an uninterrupted run sees,
-and distributed ranks split one permutation between them.
+worker that loads them nor on the random state of the process, and distributed ranks
+split one permutation between them. :class:`EpochLoader` counts the batches it has
+handed out and restarts in the middle of an epoch, so that a run resumed from any
+checkpoint sees exactly the batches an uninterrupted run sees.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import soundfile as sf
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from snnse.audio import find_audio_files, load_mono  # noqa: F401 (load_mono re-exported)
 from snnse.data.manifest import read_manifest
@@ -125,6 +126,9 @@ class EpochSampler(Sampler):
         rank, world_size: Distributed position; ``None`` reads ``torch.distributed`` at
             iteration time (1 process when it is not initialised). Every rank gets
             ``ceil(n / world_size)`` indices (wrapping around), as ``DistributedSampler`` does.
+
+    :meth:`start_at` makes the next pass begin in the middle of this rank's shard (a
+    resumed run); ``len()`` stays the length of the whole shard.
     """
 
     def __init__(self, n: int, shuffle: bool = True, seed: int = 0,
@@ -132,9 +136,19 @@ class EpochSampler(Sampler):
         self.n, self.shuffle, self.seed = int(n), bool(shuffle), int(seed)
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self._start: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+
+    def start_at(self, epoch: int, position: int) -> None:
+        """Let the next pass over ``epoch`` skip the first ``position`` indices of this rank's shard.
+
+        Only the next pass is affected; if it is over another epoch, nothing is skipped.
+        """
+        if int(position) < 0:
+            raise ValueError(f"position must be >= 0, got {position}")
+        self._start = (int(epoch), int(position))
 
     def _dist(self) -> tuple[int, int]:
         if self.world_size is not None:
@@ -157,4 +171,60 @@ class EpochSampler(Sampler):
         order = self._order()
         per = -(-self.n // world)
         order = (order * (per * world // max(self.n, 1) + 1))[: per * world]
-        return iter([(self.epoch, i) for i in order[rank::world]])
+        mine = order[rank::world]
+        start, self._start = self._start, None
+        if start is not None and start[0] == self.epoch:
+            mine = mine[start[1]:]
+        return iter([(self.epoch, i) for i in mine])
+
+
+class EpochLoader(DataLoader):
+    """A ``DataLoader`` over an :class:`EpochSampler` that resumes in the middle of an epoch.
+
+    It counts the batches it has handed out in the current pass. :meth:`state_dict` is
+    ``{"epoch": E, "batches": B}``; after :meth:`load_state_dict` the next pass over epoch
+    ``E`` starts with batch ``B`` (the sampler drops the first ``B * batch_size`` indices of
+    this process's shard, so the skipped items are never loaded, whatever the number of
+    workers). Lightning saves this state with its loops and loads it before it creates the
+    iterator of a resumed epoch (its "stateful data loader" protocol). Under DDP every
+    process has handed out the same number of batches, so the state of rank 0 serves all.
+
+    Args:
+        dataset: Indexed with the ``(epoch, index)`` pairs of the sampler.
+        sampler: The :class:`EpochSampler`.
+        batch_size: Items per batch; every batch but the last of a pass is full (no
+            ``drop_last``), which is what makes ``B * batch_size`` the position to restart at.
+        **kwargs: Other ``DataLoader`` arguments (``num_workers``, ``collate_fn``, ...).
+    """
+
+    def __init__(self, dataset, sampler: EpochSampler, batch_size: int = 1, **kwargs):
+        if not isinstance(sampler, EpochSampler):
+            raise TypeError(f"EpochLoader needs an EpochSampler, got {type(sampler).__name__}")
+        if kwargs.get("drop_last"):
+            raise ValueError("EpochLoader does not support drop_last")
+        super().__init__(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
+        self._epoch, self._batches = sampler.epoch, 0
+        self._resume: tuple[int, int] | None = None
+
+    def __iter__(self):
+        epoch = self.sampler.epoch
+        resume, self._resume = self._resume, None
+        first = resume[1] if resume is not None and resume[0] == epoch else 0
+        if first:
+            self.sampler.start_at(epoch, first * self.batch_size)
+        inner = super().__iter__()  # starts the workers now, as a plain DataLoader does
+        self._epoch, self._batches = epoch, first
+        return self._count(inner)
+
+    def _count(self, inner):
+        for batch in inner:
+            self._batches += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        """``{"epoch": E, "batches": B}``: ``B`` batches of epoch ``E`` were handed out."""
+        return {"epoch": int(self._epoch), "batches": int(self._batches)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Make the next pass over ``state["epoch"]`` begin with batch ``state["batches"]``."""
+        self._resume = (int(state["epoch"]), int(state["batches"]))
