@@ -21,6 +21,8 @@ import soundfile as sf
 import torch
 
 from snnse.audio import AudioError, find_audio_files, open_audio, read_audio, resample
+from snnse.data.augment import (Augment, apply_eq, change_speed, random_eq, simulated_rir_bank,
+                                speed_input_length)
 
 EPS = 1e-12
 Sources = str | os.PathLike | Sequence[str | os.PathLike]
@@ -161,6 +163,30 @@ class _AudioIndex:
         return x.mean(axis=1)
 
 
+class _AugmentDraws:
+    """The augmentation drawn for one item, from ``SeedSequence(entropy + [0xA06])``.
+
+    Each kind has its own stream, so changing one option does not change the
+    draws of the others; nothing is drawn when augmentation is off.
+    """
+
+    def __init__(self, a: Augment, entropy: list[int], sample_rate: int):
+        self.speed, self.noise_speed, self.eq, self.noise_eq, self.reverb = 1.0, 1.0, None, None, None
+        if not a.active:
+            return
+        speed, noise_speed, reverb, eq, noise_eq = (
+            np.random.default_rng(s) for s in np.random.SeedSequence(entropy + [0xA06]).spawn(5))
+        self.reverb = reverb
+        if speed.random() < a.speed_prob:
+            self.speed = float(speed.uniform(*a.speed))
+        if noise_speed.random() < a.noise_speed_prob:
+            self.noise_speed = float(noise_speed.uniform(*a.speed))
+        if eq.random() < a.eq_prob:
+            self.eq = random_eq(eq, a.eq_db, sample_rate)
+        if noise_eq.random() < a.noise_eq_prob:
+            self.noise_eq = random_eq(noise_eq, a.eq_db, sample_rate)
+
+
 class MixingDataset(torch.utils.data.Dataset):
     """Noisy/clean pairs mixed on the fly from clean speech, noise and RIR files.
 
@@ -179,7 +205,24 @@ class MixingDataset(torch.utils.data.Dataset):
     the item are placed at a random offset and zero-padded; noise files
     shorter than the item are looped. Crops below :attr:`silence_db` are
     drawn again (with the same generator) so that the SNR is defined. With a
-    RIR, the reverberant speech is the clean target (``noisy == clean + noise``).
+    RIR, the reverberant speech is the clean target (``noisy == clean + noise``):
+    the model learns to denoise, not to dereverberate.
+
+    Augmentation (``augment``, see :class:`~snnse.data.augment.Augment`; all
+    off by default) draws from a second generator,
+    ``SeedSequence([seed, epoch, i, 0xA06])`` split into one stream per kind,
+    so the draws above stay the same with it on or off (only a speed factor
+    changes the length of the crop read) and the items stay reproducible per
+    ``(seed, epoch, i)``. In order, before mixing: the clean speech and,
+    independently, the noise are speed-perturbed (read ``ceil(n * factor)``
+    samples, resample, keep ``n``); the speech is reverberated (``rir_prob``
+    is the probability of reverberating with any RIR; with real RIRs and a
+    simulated bank, ``sim_rir_share`` of those items take a simulated one);
+    the clean speech and, independently, the noise get a random EQ. The
+    targets are the speed-perturbed, reverberated, equalised speech, so the
+    mixture is still ``clean + noise`` exactly; the mixer then sets the SNR
+    and level as without augmentation. The simulated RIR bank is built at
+    construction when its folder does not hold it yet (a few seconds for 200).
 
     Args:
         clean: Folder(s) or files of clean speech.
@@ -189,15 +232,23 @@ class MixingDataset(torch.utils.data.Dataset):
             ``segment + context`` samples.
         length: Items per epoch.
         snr_range: SNR range in dB, drawn uniformly.
-        level_range: Mixture level range in dBFS, drawn uniformly.
+        level_range: Mixture level range in dBFS, drawn uniformly (the random
+            gain of the items; the peak guard may lower a level).
         rir: Folder(s) or files of room impulse responses, or None.
-        rir_prob: Probability that an item's speech is reverberated.
+        rir_prob: Probability that an item's speech is reverberated (with a
+            real RIR or one of ``augment``'s simulated bank).
         sample_rate: Sample rate of the items in Hz.
         seed: Base seed.
+        augment: Augmentation options: an :class:`~snnse.data.augment.Augment`
+            or a dict of its fields (``speed``, ``speed_prob``,
+            ``noise_speed_prob``, ``eq_prob``, ``noise_eq_prob``, ``eq_db``,
+            ``sim_rir``, ``sim_rir_count``, ``sim_rir_seed``, ``sim_rir_rt60``,
+            ``sim_rir_share``); None or ``{}`` for none.
 
     Raises:
         AudioError: No audio files in a source, or an unreadable file.
-        ValueError: Non-positive ``segment`` or ``length``, or a negative ``context``.
+        ValueError: Non-positive ``segment`` or ``length``, a negative
+            ``context``, or an invalid ``augment`` option.
     """
 
     silence_db = -60.0
@@ -206,16 +257,28 @@ class MixingDataset(torch.utils.data.Dataset):
     def __init__(self, clean: Sources, noise: Sources, segment: int, context: int = 0,
                  length: int = 1000, snr_range: tuple[float, float] = (-5, 20),
                  level_range: tuple[float, float] = (-35, -15), rir: Sources | None = None,
-                 rir_prob: float = 0.0, sample_rate: int = 16000, seed: int = 0):
+                 rir_prob: float = 0.0, sample_rate: int = 16000, seed: int = 0,
+                 augment: Augment | dict | None = None):
         if segment <= 0 or length <= 0 or context < 0:
             raise ValueError("segment and length must be positive and context non-negative")
         self.n = int(segment) + int(context)
         self.length = int(length)
         self.snr_range, self.level_range = tuple(snr_range), tuple(level_range)
         self.rir_prob, self.seed, self.epoch = float(rir_prob), int(seed), 0
+        self.sample_rate = int(sample_rate)
+        self.augment = augment if isinstance(augment, Augment) else Augment.from_dict(augment)
         self.clean = _AudioIndex(clean, sample_rate, "clean")
         self.noise = _AudioIndex(noise, sample_rate, "noise")
         self.rir = _AudioIndex(rir, sample_rate, "RIR", preload=True) if rir is not None else None
+        self.sim_rir = None
+        if self.augment.sim_rir is not None:
+            a = self.augment
+            files = simulated_rir_bank(a.sim_rir, a.sim_rir_count, a.sim_rir_seed, sample_rate,
+                                       a.sim_rir_rt60)
+            self.sim_rir = _AudioIndex(files, sample_rate, "simulated RIR", preload=True)
+            if self.rir_prob == 0.0:
+                warnings.warn("augment.sim_rir is set but rir_prob is 0: no item is reverberated",
+                              stacklevel=2)
 
     def __len__(self) -> int:
         return self.length
@@ -224,20 +287,21 @@ class MixingDataset(torch.utils.data.Dataset):
         """Select the epoch whose items are drawn."""
         self.epoch = int(epoch)
 
-    def _crop(self, index: _AudioIndex, rng: np.random.Generator, pad: bool
+    def _crop(self, index: _AudioIndex, rng: np.random.Generator, pad: bool, n: int | None = None
               ) -> tuple[np.ndarray, Path]:
-        """A non-silent random crop of ``self.n`` samples (zero-padded or looped if short)."""
+        """A non-silent random crop of ``n`` (default ``self.n``) samples (zero-padded or looped if short)."""
+        n = self.n if n is None else int(n)
         for _ in range(self.max_tries):
             k = int(rng.integers(len(index)))
             size = int(index.lengths[k])
-            if size >= self.n:
-                x = index.read(k, int(rng.integers(0, size - self.n + 1)), self.n)
+            if size >= n:
+                x = index.read(k, int(rng.integers(0, size - n + 1)), n)
             elif pad:
-                x = np.zeros(self.n, dtype=np.float32)
-                start = int(rng.integers(0, self.n - size + 1))
+                x = np.zeros(n, dtype=np.float32)
+                start = int(rng.integers(0, n - size + 1))
                 x[start:start + size] = index.read(k, 0, size)
             else:
-                x = loop_crop(index.read(k, 0, size), self.n, rng)
+                x = loop_crop(index.read(k, 0, size), n, rng)
             if rms_db(x) > self.silence_db:
                 return x, index.files[k]
         raise AudioError(f"{self.max_tries} random crops in a row were silent (below "
@@ -249,24 +313,44 @@ class MixingDataset(torch.utils.data.Dataset):
         Returns:
             Dict with float32 arrays ``noisy``, ``clean``, ``noise`` (``noisy
             == clean + noise`` exactly), floats ``snr`` and ``level`` (dB, the
-            level actually reached) and paths ``clean_file``, ``noise_file``,
-            ``rir_file`` (None without reverberation).
+            level actually reached), paths ``clean_file``, ``noise_file``,
+            ``rir_file`` (None without reverberation; a file of the simulated
+            bank for a simulated RIR) and ``augment``: the augmentation done,
+            ``{"speed": f, "noise_speed": f, "eq": sos, "noise_eq": sos}`` (factor
+            1.0 and None where not applied).
         """
         epoch = self.epoch if epoch is None else int(epoch)
         rng = np.random.default_rng([self.seed, epoch, int(i)])
-        clean, clean_file = self._crop(self.clean, rng, pad=True)
-        noise, noise_file = self._crop(self.noise, rng, pad=False)
-        rir_file = None
+        a = self.augment
+        draws = _AugmentDraws(a, [self.seed, epoch, int(i)], self.sample_rate)
+        n_clean, n_noise = (speed_input_length(self.n, f) if f != 1.0 else self.n
+                            for f in (draws.speed, draws.noise_speed))
+        clean, clean_file = self._crop(self.clean, rng, pad=True, n=n_clean)
+        noise, noise_file = self._crop(self.noise, rng, pad=False, n=n_noise)
+        clean, noise = change_speed(clean, draws.speed, self.n), change_speed(noise, draws.noise_speed, self.n)
+        rir_file, rir = None, None
         if self.rir is not None and rng.random() < self.rir_prob:
             k = int(rng.integers(len(self.rir)))
-            rir_file = self.rir.files[k]
-            clean = apply_rir(clean, self.rir.cache[k])
+            rir_file, rir = self.rir.files[k], self.rir.cache[k]
+        if self.sim_rir is not None:
+            reverberate = rir is not None if self.rir is not None else draws.reverb.random() < self.rir_prob
+            use_sim = self.rir is None or draws.reverb.random() < a.sim_rir_share
+            k = int(draws.reverb.integers(len(self.sim_rir)))
+            if reverberate and use_sim:
+                rir_file, rir = self.sim_rir.files[k], self.sim_rir.cache[k]
+        if rir is not None:
+            clean = apply_rir(clean, rir)
+        if draws.eq is not None:
+            clean = apply_eq(clean, draws.eq)
+        if draws.noise_eq is not None:
+            noise = apply_eq(noise, draws.noise_eq)
         snr = float(rng.uniform(*self.snr_range))
         _, clean, noise, level = mix(clean, noise, snr, float(rng.uniform(*self.level_range)))
         clean, noise = clean.astype(np.float32), noise.astype(np.float32)
         return {"noisy": clean + noise, "clean": clean, "noise": noise, "snr": snr,
                 "level": level, "clean_file": clean_file, "noise_file": noise_file,
-                "rir_file": rir_file}
+                "rir_file": rir_file, "augment": {"speed": draws.speed, "noise_speed": draws.noise_speed,
+                                                  "eq": draws.eq, "noise_eq": draws.noise_eq}}
 
     def __getitem__(self, index) -> tuple[torch.Tensor, torch.Tensor]:
         """``(noisy, clean)`` float32 tensors of ``segment + context`` samples.
