@@ -83,6 +83,8 @@ def build_dataset(spec: dict, data: dict, seed: int, train: bool):
         raise ConfigError("on-the-fly mixing needs fixed-length items; use it for training only")
     opts = {k: v for k, v in spec.items() if k not in ("clean", "noise", "rir")}
     opts.setdefault("length", limit or 1000)
+    if isinstance(opts.get("augment"), dict) and opts["augment"].get("sim_rir"):  # the RIR bank's folder
+        opts["augment"] = {**opts["augment"], "sim_rir": _resolve(root, opts["augment"]["sim_rir"])}
     rir = _resolve(root, spec["rir"]) if spec.get("rir") else None
     return MixingDataset(_resolve(root, spec["clean"]), _resolve(root, spec["noise"]), segment=segment,
                          context=context, rir=rir, sample_rate=sr, seed=seed, **opts)
