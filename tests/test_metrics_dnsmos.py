@@ -16,17 +16,10 @@ from snnse.metrics.quality import MetricError
 
 NAMES = [f"p287_00{i}.wav" for i in range(1, 7)]
 KEYS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
-TOL = 0.02
-# (file, score) pairs where this onnxruntime (1.30 and 1.31 alike) does not reach the
-# speechmos reference within TOL, with the measured error + margin. The network is
-# very sensitive to sub-sample input details (see the module docstring).
-KNOWN_DIVERGENT = {
-    ("p287_001.wav", "dnsmos_sig"): 0.025,  # measured 0.0208
-    ("p287_001.wav", "dnsmos_ovrl"): 0.027,  # 0.0228
-    ("p287_004.wav", "dnsmos_sig"): 0.16,  # 0.148
-    ("p287_005.wav", "dnsmos_bak"): 0.045,  # 0.0400
-    ("p287_005.wav", "dnsmos_ovrl"): 0.03,  # 0.0259
-}
+# speechmos 0.0.1.1 itself gives the reference values (shared/data/README.md); this module
+# reproduces all 18 within 3e-7 (measured with onnxruntime 1.32), so 1e-3 leaves room for other
+# CPUs and onnxruntime builds while catching any change of windows, fits or input handling.
+TOL = 1e-3
 
 
 def _noisy(data_dir, name):
@@ -60,16 +53,7 @@ def test_reproduces_speechmos_reference(name, noisy_scores, reference):
     scores, _ = noisy_scores[name]
     assert set(scores) == set(KEYS)
     for key in KEYS:
-        tol = KNOWN_DIVERGENT.get((name, key), TOL)
-        assert abs(scores[key] - reference[name][key]) <= tol, (name, key, scores[key], reference[name][key])
-
-
-def test_reference_corpus_means(noisy_scores, reference):
-    # mean over the six files: what a corpus-level report shows
-    for key in KEYS:
-        ours = np.mean([noisy_scores[n][0][key] for n in NAMES])
-        ref = np.mean([reference[n][key] for n in NAMES])
-        assert abs(ours - ref) < 0.025, (key, ours, ref)
+        assert abs(scores[key] - reference[name][key]) <= TOL, (name, key, scores[key], reference[name][key])
 
 
 def test_short_files_are_lengthened_by_doubling(noisy_scores):

@@ -24,11 +24,8 @@ whereas Microsoft's floating-point slice end drops windows 7-23 and 119-122
 Reproducibility: the network is very sensitive to sub-sample details of its
 input (shifting a noisy VoiceBank clip by one sample moves SIG by up to 0.6),
 so scores are only comparable when computed the same way. On the six
-``voicebank_debug`` noisy files this module agrees with the ``speechmos``
-reference values in ``shared/data/reference_metrics.json`` within 0.02 for most
-(file, score) pairs, but not all (largest: SIG of ``p287_004`` by 0.15); the
-same onnxruntime results come with onnxruntime 1.30 and 1.31, any thread
-count, batch size or graph optimisation level.
+``voicebank_debug`` noisy files this module reproduces all 18 ``speechmos``
+0.0.1.1 scores in ``shared/data/reference_metrics.json`` within 3e-7.
 
 Example:
     >>> from snnse.metrics.dnsmos import dnsmos
