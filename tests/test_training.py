@@ -1,11 +1,14 @@
-"""Training: configuration, losses, samplers, real 2-epoch runs, exact resume, 2-process DDP."""
+"""Training: configuration, losses, samplers, real 2-epoch runs, exact resume (epoch boundary and mid-epoch,
+periodic checkpoints, Ctrl-C), 2-process DDP."""
 
 import csv
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 import soundfile as sf
@@ -13,7 +16,7 @@ import torch
 
 from snnse.config import ConfigError, load_config
 from snnse.data.manifest import write_manifest
-from snnse.data.paired import EpochSampler, PairedDataset, pad_collate
+from snnse.data.paired import EpochLoader, EpochSampler, PairedDataset, pad_collate
 from snnse.losses import EnhancementLoss, si_snr
 from snnse.models import base
 
@@ -160,6 +163,48 @@ def test_epoch_sampler_shards_and_is_seeded():
     assert list(EpochSampler(4, shuffle=False)) == [(0, i) for i in range(4)]
 
 
+class _Pairs(torch.utils.data.Dataset):
+    """Items are the ``(epoch, index)`` pairs themselves (picklable for worker processes)."""
+
+    def __len__(self):
+        return 11
+
+    def __getitem__(self, index):
+        return torch.tensor(index)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_epoch_loader_restarts_in_the_middle_of_an_epoch(workers):
+    def loader(rank=None, world=None):
+        return EpochLoader(_Pairs(), EpochSampler(11, seed=4, rank=rank, world_size=world), batch_size=3,
+                           num_workers=workers)
+
+    for rank, world in ((None, None), (1, 2)):
+        full = loader(rank, world)
+        full.sampler.set_epoch(5)
+        want = [b.tolist() for b in full]
+        assert full.state_dict() == {"epoch": 5, "batches": len(want)} == {"epoch": 5, "batches": len(full)}
+        first = loader(rank, world)
+        first.sampler.set_epoch(5)
+        it = iter(first)
+        assert [next(it).tolist() for _ in range(2)] == want[:2]
+        state = first.state_dict()
+        assert state == {"epoch": 5, "batches": 2}  # what was handed out, not what workers prefetched
+        again = loader(rank, world)
+        again.load_state_dict(state)
+        again.sampler.set_epoch(5)
+        assert len(again) == len(want)  # Lightning counts the epoch's batches from len()
+        assert [b.tolist() for b in again] == want[2:]
+        assert again.state_dict() == {"epoch": 5, "batches": len(want)}
+        assert [b.tolist() for b in again] == want  # only the first pass skips
+        other = loader(rank, world)
+        other.load_state_dict(state)
+        other.sampler.set_epoch(6)
+        assert len([b for b in other]) == len(want)  # a pass over another epoch skips nothing
+    with pytest.raises(TypeError, match="EpochSampler"):
+        EpochLoader(_Pairs(), torch.utils.data.SequentialSampler(range(11)))
+
+
 def test_paired_dataset_crops(manifests):
     ds = PairedDataset(manifests / "train.csv", segment=4000, context=160, seed=7)
     n1, c1 = ds[(0, 1)]
@@ -223,6 +268,135 @@ def test_resume_gives_the_same_weights(manifests, tmp_path):
         fit(tiny_cfg(manifests, tmp_path / "c", "dpsnn"), resume=True)
 
 
+def resume_cfg(manifests, root, workers=0, **over):
+    """1-item batches: 4 steps per epoch, 8 in two; a decaying learning rate (every step's value matters)."""
+    cfg = tiny_cfg(manifests, root, "dpsnn", data__batch_size=1, data__num_workers=workers, optim__gamma=0.9,
+                   optim__lr_floor=0.002, trainer__num_sanity_val_steps=0, **over)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def straight_run(manifests, tmp_path_factory):
+    """Two uninterrupted epochs of :func:`resume_cfg` (no worker processes)."""
+    from snnse.training import fit
+
+    return fit(resume_cfg(manifests, tmp_path_factory.mktemp("straight")))
+
+
+def assert_same_training(a_run, b_run):
+    """Same step, weights, Adam moments and steps, learning-rate schedule and loop position."""
+    a = torch.load(a_run / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(b_run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 8 and a["epoch"] == b["epoch"]
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    sa, sb = a["optimizer_states"][0], b["optimizer_states"][0]
+    assert sa["param_groups"] == sb["param_groups"]  # includes the scheduled lr
+    for i in sa["state"]:
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(sa["state"][i][key], sb["state"][i][key]), (i, key)
+    assert a["lr_schedulers"] == b["lr_schedulers"] and a["lr_schedulers"][0]["last_epoch"] == 8
+    la, lb = ({k: v for k, v in c["loops"]["fit_loop"].items() if "val_loop" not in k} for c in (a, b))
+    assert la == lb  # epoch, batch, step and scheduler counters, loader position
+    assert base.load(b_run / "last.pt").state_dict().keys() == base.load(a_run / "last.pt").state_dict().keys()
+
+
+class _Probe(pl.Callback):
+    """Before every batch, records (global_step, step of last.ckpt, last.pt exists); can raise Ctrl-C."""
+
+    def __init__(self, run, interrupt_at=None):
+        self.run, self.interrupt_at, self.seen = run, interrupt_at, []
+
+    def on_train_batch_start(self, trainer, task, batch, batch_idx):
+        ckpt = self.run / "checkpoints" / "last.ckpt"
+        step = torch.load(ckpt, weights_only=True)["global_step"] if ckpt.exists() else None
+        self.seen.append((trainer.global_step, step, (self.run / "last.pt").exists()))
+
+    def on_train_batch_end(self, trainer, task, outputs, batch, batch_idx):
+        if trainer.global_step == self.interrupt_at:
+            raise KeyboardInterrupt
+
+
+def val_rows(run):
+    rows = []
+    for version in sorted((run / "csv").iterdir()):
+        with open(version / "metrics.csv") as f:
+            rows += [(int(r["step"]), float(r["val/sisnr"])) for r in csv.DictReader(f) if r.get("val/sisnr")]
+    return rows
+
+
+def test_mid_epoch_resume_after_max_steps_is_exact(manifests, tmp_path, straight_run):
+    """3 of 4 steps of epoch 0 (periodic checkpoint every 2), then --resume to 2 epochs: same as 8 straight steps."""
+    from snnse.training import fit
+
+    cfg = resume_cfg(manifests, tmp_path, checkpoint__every_n_steps=2, trainer__max_steps=3)
+    run = tmp_path / "run"
+    probe = _Probe(run)
+    fit(cfg, callbacks=[probe])
+    # the periodic write at step 2 (with last.pt; no validation has run yet), nothing before
+    assert probe.seen == [(0, None, False), (1, None, False), (2, 2, True)]
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 3  # the max_steps stop is written at its batch, inside epoch 0
+    assert ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": 0, "batches": 3}]
+    (step, score), = val_rows(run)  # fit() validated the final weights and recorded it for a resume
+    assert ckpt["callbacks"]["ModelExport"]["best"] == pytest.approx(score) and ckpt["validated_step"] == 3
+    assert not list((run / "checkpoints").glob("step-*"))  # only the latest, unless keep_steps
+    cfg["trainer"]["max_steps"] = -1
+    fit(cfg, resume=True)
+    assert_same_training(straight_run, run)
+    assert len(val_rows(run)) == 1 + 2  # the max_steps validation, then one per epoch
+
+
+def test_periodic_checkpoints_survive_ctrl_c_with_workers(manifests, tmp_path, straight_run):
+    """Every 2 steps, validation every 2 batches, 2 loader workers, Ctrl-C after step 3, --resume."""
+    from snnse.training import fit
+
+    cfg = resume_cfg(manifests, tmp_path, workers=2, checkpoint__every_n_steps=2, checkpoint__keep_steps=True,
+                     trainer__val_check_interval=2)
+    run = tmp_path / "run"
+    try:
+        with pytest.raises(SystemExit):  # Lightning's answer to Ctrl-C
+            fit(cfg, callbacks=[_Probe(run, interrupt_at=3)])
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning leaves SIGINT ignored
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 2  # Lightning wrote nothing at the interruption
+    assert torch.load(run / "checkpoints" / "step-0000002.ckpt", weights_only=True)["global_step"] == 2
+    # written again after the validation that followed step 2: its score is in ModelExport's state
+    assert ckpt["callbacks"]["ModelExport"]["best"] == pytest.approx(val_rows(run)[0][1])
+    probe = _Probe(run)
+    fit(cfg, resume=True, callbacks=[probe])
+    assert [s for s, _, _ in probe.seen] == list(range(2, 8))
+    assert all(written == s // 2 * 2 for s, written, _ in probe.seen)  # every 2 steps, epoch ends included
+    assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == [
+        f"step-000000{k}.ckpt" for k in (2, 4, 6, 8)]
+    assert [s for s, _ in val_rows(run)] == [1, 3, 5, 7]  # every 2 batches; none repeated or skipped
+    assert_same_training(straight_run, run)
+
+
+def test_threads_option(manifests, tmp_path):
+    from snnse.training import fit
+
+    seen = []
+
+    class Threads(pl.Callback):
+        def on_train_batch_start(self, trainer, task, batch, batch_idx):
+            seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    cfg = resume_cfg(manifests, tmp_path, trainer__max_steps=1, trainer__limit_val_batches=0)
+    cfg["threads"] = 2
+    fit(cfg, callbacks=[Threads()])
+    assert seen == [2] and torch.get_num_threads() == before
+    for bad in (0, "two", True):
+        cfg["threads"] = bad
+        with pytest.raises(ConfigError, match="threads"):
+            fit(cfg)
+    assert load_config(None, ["--threads", "3", "--checkpoint.every_n_steps", "200"])["checkpoint"] == {
+        "every_n_steps": 200, "keep_steps": False}
+
+
 def test_ddp_two_cpu_processes(manifests, tmp_path):
     """The same command line trains with Lightning DDP (gloo); each process reads its shard."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
@@ -255,4 +429,12 @@ def test_demo_recipe_end_to_end(demo_corpus, tmp_path):
     assert [r for r in rows if r.get("val/sisnr")], "the final weights were validated"
     assert base.load(run / "last.pt").name == "dpsnn"
     assert load_config(run / "config.yaml")["trainer"]["max_steps"] == 4
+    # the package version is in every file of the run that names snnse
+    import snnse
+
+    assert (run / "config.yaml").read_text().startswith(f"# snnse {snnse.__version__}\n")
+    for ckpt in ("last.ckpt", "best.ckpt"):
+        assert torch.load(run / "checkpoints" / ckpt, weights_only=True)["snnse_version"] == snnse.__version__
+    for pt in ("last.pt", "best.pt"):
+        assert torch.load(run / pt, weights_only=True)["versions"]["snnse"] == snnse.__version__
     assert main(["fit", "--config", str(REPO / "configs" / "dpsnn_demo.yaml"), "--optim.nope", "1"]) == 2

@@ -30,6 +30,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -147,7 +148,10 @@ class EnhancementTask(pl.LightningModule):
             self.validated_step = self.global_step
 
     def on_save_checkpoint(self, checkpoint):
+        from snnse import __version__
+
         checkpoint["validated_step"] = self.validated_step
+        checkpoint["snnse_version"] = __version__
 
     def on_load_checkpoint(self, checkpoint):
         self.validated_step = int(checkpoint.get("validated_step", -1))
@@ -237,7 +241,13 @@ class LastCheckpoint(Checkpoint):
             if keep:
                 named = self.folder / f"step-{trainer.global_step:07d}.ckpt"
                 named.unlink(missing_ok=True)
-                os.link(self.path, named)
+                try:
+                    os.link(self.path, named)  # the next write replaces last.ckpt, not this
+                except OSError:  # a file system without hard links
+                    shutil.copyfile(self.path, named)
+
+    def _periodic(self, step: int) -> bool:
+        return self.every > 0 and step % self.every == 0
 
     def on_train_batch_start(self, trainer, task, batch, batch_idx):
         self._step_before = trainer.global_step
@@ -248,21 +258,24 @@ class LastCheckpoint(Checkpoint):
             return
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return  # the end-of-epoch write follows, after the validation
-        periodic = self.every > 0 and step % self.every == 0
-        if periodic or 0 <= trainer.max_steps <= step:
-            self.write(trainer, task, keep=periodic and self.keep)
+        if self._periodic(step) or 0 <= trainer.max_steps <= step:
+            self.write(trainer, task, keep=self.keep and self._periodic(step))
             self._written_at = step
 
     def on_validation_end(self, trainer, task):
-        if _fitting(trainer) and self._written_at == trainer.global_step \
+        step = trainer.global_step
+        if _fitting(trainer) and self._written_at == step \
                 and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
-            self.write(trainer, task)  # include this validation (and ModelExport's best)
+            # a validation right after a write: write again, so that the checkpoint includes it
+            # (and ModelExport's best) and a resumed run neither repeats nor skips it
+            self.write(trainer, task, keep=self.keep and self._periodic(step))
 
     def on_train_epoch_end(self, trainer, task):
         loop = trainer.fit_loop.epoch_loop
         if _fitting(trainer) and (loop.batch_progress.is_last_batch
                                   or loop.batch_progress.current.ready >= trainer.num_training_batches):
-            self.write(trainer, task)  # a max_steps stop inside the epoch was written at its batch
+            # (a max_steps stop inside the epoch was written at its batch)
+            self.write(trainer, task, keep=self.keep and self._periodic(trainer.global_step))
 
 
 def _record_validation(path: Path, step: int, export: ModelExport) -> None:
@@ -310,6 +323,9 @@ def fit(cfg: dict, resume: bool | str = False, callbacks: list | None = None) ->
             checkpoint. Without it an existing run folder with checkpoints is an error.
         callbacks: Extra Lightning callbacks (e.g. timers in ``benchmarks/``).
     """
+    threads = cfg.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be a positive integer or null, got {threads!r}")
     run_dir = Path(cfg["run"]["dir"]).expanduser() / cfg["run"]["name"]
     ckpt_dir = run_dir / "checkpoints"
     ckpt_path = None
@@ -320,9 +336,6 @@ def fit(cfg: dict, resume: bool | str = False, callbacks: list | None = None) ->
     elif (ckpt_dir / "last.ckpt").exists():
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it "
                           f"or --run.name NEW for a new one")
-    threads = cfg.get("threads")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ConfigError(f"threads must be a positive integer or null, got {threads!r}")
     saved_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
