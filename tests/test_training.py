@@ -393,8 +393,8 @@ def test_threads_option(manifests, tmp_path):
         cfg["threads"] = bad
         with pytest.raises(ConfigError, match="threads"):
             fit(cfg)
-    assert load_config(None, ["--threads", "3", "--checkpoint.every_n_steps", "200"])["checkpoint"] == {
-        "every_n_steps": 200, "keep_steps": False}
+    cfg = load_config(None, ["--threads", "3", "--checkpoint.every_n_steps", "200"])
+    assert cfg["threads"] == 3 and cfg["checkpoint"] == {"every_n_steps": 200, "keep_steps": False}
 
 
 def test_ddp_two_cpu_processes(manifests, tmp_path):
