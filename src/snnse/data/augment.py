@@ -299,7 +299,8 @@ def _draw_room(rng: np.random.Generator, rt60_range: tuple[float, float]) -> dic
         dims = [float(rng.uniform(3.0, 10.0)), float(rng.uniform(3.0, 8.0)), float(rng.uniform(2.4, 4.0))]
         rt60 = float(rng.uniform(*rt60_range))
         # Eyring's formula (which the image method follows better than Sabine's at high absorption)
-        volume, surface = float(np.prod(dims)), 2.0 * (dims[0] * dims[1] + dims[0] * dims[2] + dims[1] * dims[2])
+        volume = float(np.prod(dims))
+        surface = 2.0 * (dims[0] * dims[1] + dims[0] * dims[2] + dims[1] * dims[2])
         absorption = 1.0 - np.exp(-24.0 * np.log(10.0) / float(pra.constants.get("c")) * volume
                                   / (surface * rt60))
         if not 0.0 < absorption <= 0.9:  # the room is too large for so short an RT60

@@ -327,7 +327,8 @@ class MixingDataset(torch.utils.data.Dataset):
                             for f in (draws.speed, draws.noise_speed))
         clean, clean_file = self._crop(self.clean, rng, pad=True, n=n_clean)
         noise, noise_file = self._crop(self.noise, rng, pad=False, n=n_noise)
-        clean, noise = change_speed(clean, draws.speed, self.n), change_speed(noise, draws.noise_speed, self.n)
+        clean = change_speed(clean, draws.speed, self.n)
+        noise = change_speed(noise, draws.noise_speed, self.n)
         rir_file, rir = None, None
         if self.rir is not None and rng.random() < self.rir_prob:
             k = int(rng.integers(len(self.rir)))
