@@ -6,8 +6,14 @@ Every unit follows the project's state convention:
 * ``step(x[B, C], state) -> (y[B, C], state)`` advances one time step;
 * ``forward(x[B, T, C], state=None) -> (y[B, T, C], state)`` runs a whole sequence.
 
-No module keeps membrane state between calls. The time loop of each neuron type lives in
-:func:`_scan`, which calls the neuron's pure ``step``: this is the one place to compile or fuse.
+No module keeps membrane state between calls. Two implementations of the time loop give the same
+spikes and gradients: :func:`_scan`, which calls the neuron's pure ``step`` per frame and records
+an autograd graph per step (the reference, backend ``"autograd"``), and the fused loops of
+:mod:`snnse.fused` (one autograd node per sequence with a hand-written backward, optionally a
+compiled C++ kernel), used by default for LIF, PLIF, ALIF (also with DPSNN's recurrent matrix
+inside the loop, :meth:`ALIF.recurrent`) and the leaky integrator. Select with
+``snnse.neurons.backend("autograd" | "fused" | "cpp")`` (context manager) or :func:`set_backend`.
+``step`` (streaming, one frame) is the same in every backend.
 
 Surrogate gradients replace the derivative of the Heaviside step ``H(x) = 1[x >= 0]`` in the
 backward pass (Neftci et al., 2019). ``spike(x, surrogate)`` is exactly ``H(x)`` in the forward
@@ -26,6 +32,9 @@ import math
 
 import torch
 from torch import nn
+
+from . import fused
+from .fused import backend, get_backend, set_backend  # noqa: F401  (public API)
 
 State = tuple[torch.Tensor, ...]
 
@@ -85,9 +94,17 @@ class MultiGaussian(Surrogate):
 
     def derivative(self, x):
         s, h = self.sigma, self.h
-        return self.gamma * (
-            (1 + h) * _normal_pdf(x, 0.0, s) - h * _normal_pdf(x, s, 6 * s) - h * _normal_pdf(x, -s, 6 * s)
-        )
+        if torch.is_grad_enabled() and x.requires_grad:  # differentiable (double backward)
+            return self.gamma * (
+                (1 + h) * _normal_pdf(x, 0.0, s) - h * _normal_pdf(x, s, 6 * s) - h * _normal_pdf(x, -s, 6 * s)
+            )
+        # the same sum with 3 temporaries instead of ~20 (the backward of every DPSNN layer calls this)
+        c0 = self.gamma * (1 + h) / (math.sqrt(2 * math.pi) * s)
+        c1 = self.gamma * h / (math.sqrt(2 * math.pi) * 6 * s)
+        out = x.square().mul_(-0.5 / s**2).exp_().mul_(c0)
+        wide = (x - s).square_().mul_(-0.5 / (6 * s) ** 2).exp_()
+        wide += (x + s).square_().mul_(-0.5 / (6 * s) ** 2).exp_()
+        return out.sub_(wide, alpha=c1)
 
     def extra_repr(self):
         return f"sigma={self.sigma}, h={self.h}, gamma={self.gamma}"
@@ -135,6 +152,8 @@ def _scan(unit: "Unit", x: torch.Tensor, state: State | None) -> tuple[torch.Ten
     if x.shape[1] == 1:  # streaming: one frame
         y, state = unit.step(x[:, 0], state)
         return y.unsqueeze(1), state
+    if x.shape[1] > 1 and hasattr(unit, "_fused_scan") and fused.enabled():
+        return unit._fused_scan(x, state)
     ys = []
     for xt in x.unbind(1):  # one backward node for all steps (x[:, t] would cost O(T²) in backward)
         y, state = unit.step(xt, state)
@@ -229,6 +248,11 @@ class LIF(Unit):
             v = v * (1 - sr)
         return s, (v,)
 
+    def _fused_scan(self, x, state):
+        s, v = fused.lif(x, state[0], self.decay(), self.v_threshold, self.v_reset, self.reset,
+                         self.detach_reset, self.decay_input, self.surrogate)
+        return s, (v,)
+
     def extra_repr(self):
         return (
             f"{self.size}, v_threshold={self.v_threshold}, v_reset={self.v_reset}, reset={self.reset}, "
@@ -289,6 +313,29 @@ class ALIF(Unit):
         s = spike(v - theta, self.surrogate)
         return s, (v, eta, s)
 
+    def _fused_scan(self, x, state, w_rec=None, y=None):
+        return fused.alif(x, state, torch.sigmoid(self.a), torch.sigmoid(self.r), self.b0, self.beta,
+                          self.detach_reset, self.surrogate, w_rec, y)
+
+    def recurrent(self, x, w_rec, state, y):
+        """Run with recurrent input: the current at step t is ``x_t + y_{t−1} w_rec^T``.
+
+        ``y`` is the output before the first step (DPSNN's SRNN keeps it in its state; it equals
+        the spikes of the previous step except at the start of a stream).
+
+        Shape:
+            ``x [B, T, C]``, ``w_rec [C, C]``, ``y [B, C]`` → ``(s [B, T, C], state, y [B, C])``.
+        """
+        if x.shape[1] > 1 and fused.enabled():
+            s, state = self._fused_scan(x, state, w_rec, y)
+            return s, state, s[:, -1]
+        w = w_rec.T
+        ys = []
+        for c in x.unbind(1):  # the per-step reference loop
+            y, state = self.step(torch.addmm(c, y, w), state)
+            ys.append(y)
+        return (torch.stack(ys, 1) if ys else x), state, y
+
     def extra_repr(self):
         return f"{self.size}, b0={self.b0}, beta={self.beta}, detach_reset={self.detach_reset}"
 
@@ -307,6 +354,10 @@ class LeakyIntegrator(Unit):
     def step(self, x, state):
         u = torch.lerp(x, state[0], torch.sigmoid(self.b))  # βu + (1 − β)x
         return u, (u,)
+
+    def _fused_scan(self, x, state):
+        u, last = fused.leaky(x, state[0], torch.sigmoid(self.b))
+        return u, (last,)
 
 
 class Activation(Unit):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import fused
 from ..frontends import make_frontend
 from ..neurons import ALIF, PLIF, Activation, LeakyIntegrator, Suppression, Threshold
 from .base import Enhancer, causal_context_frames, register
@@ -72,6 +73,8 @@ class DPSNNBlock(nn.Module):
         h, _, k = self.scnn.weight.shape
         if xc.shape[-1] == k and h == self.channels:  # one frame (streaming)
             return ((xc * self.scnn.weight.view(h, k)).sum(-1) + self.scnn.bias).unsqueeze(1)
+        if fused.enabled():  # conv1d forward, hand-written backward (several times faster)
+            return fused.depthwise_conv(xc, self.scnn.weight, self.scnn.bias).transpose(1, 2)
         windows = xc.unfold(-1, k, 1)  # [Bt, B, T, K]
         if h != self.channels:
             windows = windows.repeat_interleave(h // self.channels, 1)  # [Bt, H, T, K]
@@ -83,12 +86,15 @@ class DPSNNBlock(nn.Module):
         hist = xc[..., xc.shape[-1] - (self.kernel - 1) :]
         s, scnn_state = self.scnn_unit(self._depthwise(xc), scnn_state)
         current = self.srnn_in(s) + self.srnn_rec.bias  # input path, vectorised over time
-        w_rec = self.srnn_rec.weight.T
-        ys = []
-        for c in current.unbind(1):  # the true recurrence
-            y, srnn_state = self.srnn_unit.step(torch.addmm(c, y, w_rec), srnn_state)
-            ys.append(y)
-        out = torch.stack(ys, 1) if ys else current
+        if isinstance(self.srnn_unit, ALIF):  # the true recurrence, fused (see snnse.fused)
+            out, srnn_state, y = self.srnn_unit.recurrent(current, self.srnn_rec.weight, srnn_state, y)
+        else:
+            w_rec = self.srnn_rec.weight.T
+            ys = []
+            for c in current.unbind(1):
+                y, srnn_state = self.srnn_unit.step(torch.addmm(c, y, w_rec), srnn_state)
+                ys.append(y)
+            out = torch.stack(ys, 1) if ys else current
         if record is not None:
             record["scnn" + suffix], record["srnn" + suffix] = s, out
         return out, (hist, scnn_state, srnn_state, y)

@@ -1,0 +1,90 @@
+"""Compiled C++ time loops for the fused neurons, built on first use.
+
+:func:`load` compiles :data:`snnse.kernels._source.SOURCE` with
+``torch.utils.cpp_extension.load_inline`` (g++, light ATen headers only: ~15 s once, then cached
+under ``~/.cache/torch_extensions`` or ``$TORCH_EXTENSIONS_DIR``; the build name carries a hash of
+the source and flags, so an edit rebuilds), registers the operators ``torch.ops.snnse_fused.*``
+and checks on random inputs that their forward loops are bit-identical to
+:class:`snnse.fused.TorchLoops` (they must be: the C++ reproduces PyTorch's ``lerp``/FMA
+arithmetic). If the build or the check fails, :func:`load` returns None, warns once, and
+:mod:`snnse.fused` uses the PyTorch loops instead.
+
+Why C++: the fused PyTorch loops still pay PyTorch's dispatch cost (a few µs) for every small
+element-wise operation of every step; here one call runs the whole loop, with one fused pass
+over ``B × C`` numbers per step and, for the recurrent ALIF, the same ``addmm`` as PyTorch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+
+import torch
+
+from ._source import SOURCE
+
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off"]
+NAME = "snnse_fused_" + hashlib.sha256((SOURCE + " ".join(FLAGS)).encode()).hexdigest()[:12]
+
+_state: dict = {"tried": False, "ops": None, "error": None}
+
+
+def _build():
+    """Compile (or load the cached build of) the extension; returns the operator namespace."""
+    from torch.utils.cpp_extension import load_inline
+
+    load_inline(name=NAME, cpp_sources=[SOURCE], is_python_module=False, no_implicit_headers=True,
+                extra_cflags=FLAGS, verbose=False)
+    return torch.ops.snnse_fused
+
+
+def _self_check(ops) -> None:
+    """Raise if the compiled forward loops are not bit-identical to the PyTorch loops."""
+    from ..fused import TorchLoops
+
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        B, T, C = 3, 9, 16
+
+        def r(*shape, scale=1.0, shift=0.0):
+            return torch.randn(*shape, generator=g, dtype=dtype) * scale + shift
+
+        x, v0 = r(B, T, C, scale=1.5, shift=0.7), r(B, C, scale=0.3)
+        for k in (torch.tensor(0.4, dtype=dtype), torch.tensor(0.7, dtype=dtype)):
+            for args in ((True, False, 0.0, 1.0), (False, True, 0.0, 1.0), (False, False, -0.2, 0.9)):
+                a, b = ops.lif_forward(x, v0, k, *args), TorchLoops.lif_forward(x, v0, k, *args)
+                if not all(torch.equal(p, q) for p, q in zip(a, b)):
+                    raise RuntimeError("lif_forward differs from the PyTorch loop")
+        beta = torch.rand(C, generator=g, dtype=dtype)
+        if not torch.equal(ops.leaky_forward(x, v0, beta), TorchLoops.leaky_forward(x, v0, beta)):
+            raise RuntimeError("leaky_forward differs from the PyTorch loop")
+        alpha, rho = torch.rand(C, generator=g, dtype=dtype), torch.rand(C, generator=g, dtype=dtype)
+        W, s0 = r(C, C, scale=0.5), (r(B, C) > 0).to(dtype)
+        for w in (W, None):
+            args = (x * 2, w, alpha, rho, 1.6, 0.184, v0, v0.abs(), s0, s0 if w is not None else None)
+            a, b = ops.alif_forward(*args), TorchLoops.alif_forward(*args)
+            if not all(torch.equal(p, q) for p, q in zip(a, b)):
+                raise RuntimeError("alif_forward differs from the PyTorch loop")
+
+
+def load():
+    """The compiled operators (``torch.ops.snnse_fused``), or None if they cannot be built."""
+    if not _state["tried"]:
+        _state["tried"] = True
+        try:
+            ops = _build()
+            _self_check(ops)
+            _state["ops"] = ops
+        except Exception as e:  # no compiler, failed build, wrong arithmetic: fall back
+            _state["error"] = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1][:200]}"
+            warnings.warn(f"snnse: C++ neuron kernel unavailable ({_state['error']}); "
+                          "using the PyTorch loops", RuntimeWarning, stacklevel=2)
+    return _state["ops"]
+
+
+def reset() -> None:
+    """Forget the outcome of :func:`load` (the next call tries again); for tests."""
+    _state.update(tried=False, ops=None, error=None)
+
+
+__all__ = ["load", "reset", "FLAGS", "NAME"]
