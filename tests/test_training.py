@@ -183,24 +183,32 @@ def test_epoch_loader_restarts_in_the_middle_of_an_epoch(workers):
         full = loader(rank, world)
         full.sampler.set_epoch(5)
         want = [b.tolist() for b in full]
-        assert full.state_dict() == {"epoch": 5, "batches": len(want)} == {"epoch": 5, "batches": len(full)}
+        processes = world or 1
+        assert full.state_dict() == {"epoch": 5, "batches": len(want), "batch_size": 3, "world_size": processes}
+        assert len(want) == len(full)
         first = loader(rank, world)
         first.sampler.set_epoch(5)
         it = iter(first)
         assert [next(it).tolist() for _ in range(2)] == want[:2]
         state = first.state_dict()
-        assert state == {"epoch": 5, "batches": 2}  # what was handed out, not what workers prefetched
+        # what was handed out, not what the workers prefetched
+        assert state == {"epoch": 5, "batches": 2, "batch_size": 3, "world_size": processes}
         again = loader(rank, world)
         again.load_state_dict(state)
         again.sampler.set_epoch(5)
         assert len(again) == len(want)  # Lightning counts the epoch's batches from len()
         assert [b.tolist() for b in again] == want[2:]
-        assert again.state_dict() == {"epoch": 5, "batches": len(want)}
+        assert again.state_dict()["batches"] == len(want)
         assert [b.tolist() for b in again] == want  # only the first pass skips
         other = loader(rank, world)
         other.load_state_dict(state)
         other.sampler.set_epoch(6)
         assert len([b for b in other]) == len(want)  # a pass over another epoch skips nothing
+    wider = EpochLoader(_Pairs(), EpochSampler(11, seed=4), batch_size=4)
+    wider.load_state_dict(state)
+    wider.sampler.set_epoch(5)
+    with pytest.raises(ValueError, match="batch size 3 on 2"):  # B batches of 3 are not B batches of 4
+        iter(wider)
     with pytest.raises(TypeError, match="EpochSampler"):
         EpochLoader(_Pairs(), torch.utils.data.SequentialSampler(range(11)))
 
@@ -338,7 +346,8 @@ def test_mid_epoch_resume_after_max_steps_is_exact(manifests, tmp_path, straight
     assert probe.seen == [(0, None, False), (1, None, False), (2, 2, True)]
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 3  # the max_steps stop is written at its batch, inside epoch 0
-    assert ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": 0, "batches": 3}]
+    assert ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [
+        {"epoch": 0, "batches": 3, "batch_size": 1, "world_size": 1}]
     (step, score), = val_rows(run)  # fit() validated the final weights and recorded it for a resume
     assert ckpt["callbacks"]["ModelExport"]["best"] == pytest.approx(score) and ckpt["validated_step"] == 3
     assert not list((run / "checkpoints").glob("step-*"))  # only the latest, unless keep_steps

@@ -182,7 +182,7 @@ class EpochLoader(DataLoader):
     """A ``DataLoader`` over an :class:`EpochSampler` that resumes in the middle of an epoch.
 
     It counts the batches it has handed out in the current pass. :meth:`state_dict` is
-    ``{"epoch": E, "batches": B}``; after :meth:`load_state_dict` the next pass over epoch
+    ``{"epoch": E, "batches": B, "batch_size": S, "world_size": W}``; after :meth:`load_state_dict` the next pass over epoch
     ``E`` starts with batch ``B`` (the sampler drops the first ``B * batch_size`` indices of
     this process's shard, so the skipped items are never loaded, whatever the number of
     workers). Lightning saves this state with its loops and loads it before it creates the
@@ -211,6 +211,11 @@ class EpochLoader(DataLoader):
         resume, self._resume = self._resume, None
         first = resume[1] if resume is not None and resume[0] == epoch else 0
         if first:
+            layout = (self.batch_size, self.sampler._dist()[1])
+            if resume[2:] != layout:
+                raise ValueError(f"cannot resume in the middle of epoch {epoch} with batch size {layout[0]} "
+                                 f"on {layout[1]} process(es): the checkpoint was written with batch size "
+                                 f"{resume[2]} on {resume[3]}")
             self.sampler.start_at(epoch, first * self.batch_size)
         inner = super().__iter__()  # starts the workers now, as a plain DataLoader does
         self._epoch, self._batches = epoch, first
@@ -222,9 +227,16 @@ class EpochLoader(DataLoader):
             yield batch
 
     def state_dict(self) -> dict:
-        """``{"epoch": E, "batches": B}``: ``B`` batches of epoch ``E`` were handed out."""
-        return {"epoch": int(self._epoch), "batches": int(self._batches)}
+        """``{"epoch": E, "batches": B, ...}``: ``B`` batches of epoch ``E`` were handed out.
+
+        Also records the batch size and the number of processes, without which ``B`` means
+        nothing: resuming in the middle of an epoch with other values is an error.
+        """
+        return {"epoch": int(self._epoch), "batches": int(self._batches),
+                "batch_size": int(self.batch_size), "world_size": int(self.sampler._dist()[1])}
 
     def load_state_dict(self, state: dict) -> None:
         """Make the next pass over ``state["epoch"]`` begin with batch ``state["batches"]``."""
-        self._resume = (int(state["epoch"]), int(state["batches"]))
+        self._resume = (int(state["epoch"]), int(state["batches"]),
+                        int(state.get("batch_size", self.batch_size)),
+                        int(state.get("world_size", self.sampler._dist()[1])))
