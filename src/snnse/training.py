@@ -318,7 +318,10 @@ def fit(cfg: dict, resume: bool | str = False, callbacks: list | None = None) ->
     """Train according to a resolved configuration; returns the run folder (None on ranks > 0).
 
     Args:
-        cfg: Output of :func:`snnse.config.load_config`.
+        cfg: Output of :func:`snnse.config.load_config`; besides the model, data, loss,
+            optimizer and trainer it reads ``checkpoint.every_n_steps``/``keep_steps``
+            (:class:`LastCheckpoint`) and ``threads`` (``torch.set_num_threads`` in every
+            training process for the duration of the call).
         resume: ``True`` continues from ``<run>/checkpoints/last.ckpt``; a path names a
             checkpoint. Without it an existing run folder with checkpoints is an error.
         callbacks: Extra Lightning callbacks (e.g. timers in ``benchmarks/``).
@@ -361,11 +364,12 @@ def _fit(cfg: dict, run_dir: Path, ckpt_dir: Path, ckpt_path: Path | None, callb
     opts = dict(cfg["trainer"])
     export = None
     if opts.get("enable_checkpointing", True):
-        every = cfg["checkpoint"]
+        every = cfg.get("checkpoint", {})
         export = ModelExport(run_dir)
         callbacks += [ModelCheckpoint(ckpt_dir, filename="best", monitor="val/sisnr", mode="max",
                                       save_last=False, save_top_k=1, auto_insert_metric_name=False),
-                      LastCheckpoint(ckpt_dir, run_dir / "last.pt", every["every_n_steps"], every["keep_steps"]),
+                      LastCheckpoint(ckpt_dir, run_dir / "last.pt", every.get("every_n_steps", 0),
+                                     every.get("keep_steps", False)),
                       export]
     if opts.pop("logger", True) is not False:
         # one version_K folder per start, so a resumed run keeps the logs of the earlier ones
