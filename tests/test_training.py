@@ -384,6 +384,19 @@ def test_periodic_checkpoints_survive_ctrl_c_with_workers(manifests, tmp_path, s
     assert_same_training(straight_run, run)
 
 
+@pytest.mark.parametrize("model", ["dpsnn", "spiking_s4"])
+def test_training_steps_draw_no_random_numbers(model, data_dir):
+    """A resume restores no generator state; that is exact only while training uses none (no dropout)."""
+    torch.manual_seed(0)
+    net = base.get(model, **TINY[model]).train()
+    x = torch.from_numpy(sf.read(data_dir / "voicebank_debug/noisy/p287_002.wav", dtype="float32")[0][:4000])
+    c = torch.from_numpy(sf.read(data_dir / "voicebank_debug/clean/p287_002.wav", dtype="float32")[0][:4000])
+    before = torch.get_rng_state()
+    loss, _ = EnhancementLoss(**(S4_LOSS if model == "spiking_s4" else DPSNN_LOSS))(net, x[None], c[None])
+    loss.backward()
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_threads_option(manifests, tmp_path):
     from snnse.training import fit
 
