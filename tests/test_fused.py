@@ -268,13 +268,24 @@ def test_cpp_loops_equal_torch_loops(dtype):
         outs = ops.alif_forward(*fwd)
         for a, b in zip(outs, T.alif_forward(*fwd)):
             assert torch.equal(a, b)
-        V, E, _, Sp = outs
+        V, E, I, Sp = outs
         assert 0.05 < Sp.mean() < 0.7
         for detach in (True, False):
-            bwd = (r(B, S, C), r(B, S, C).abs() * 0.3, E * 0.184 + 1.6, Sp, s0, alpha, rho, 0.184,
-                   None if w is None else (1 - alpha)[:, None] * w, detach, r(B, C), r(B, C))
+            bwd = (r(B, S, C), r(B, C), r(B, C), r(B, S, C).abs() * 0.3, E * 0.184 + 1.6, V, E, I, Sp, v0,
+                   v0.abs(), s0, alpha, rho, 0.184, None if w is None else (1 - alpha)[:, None] * w, detach)
             for a, b in zip(ops.alif_backward(*bwd), T.alif_backward(*bwd)):
                 torch.testing.assert_close(a, b, **tol)
+    H, M, _ = T.lif_forward(x, v0, torch.tensor(0.5, dtype=dtype), True, False, 0.0, 1.0)
+    assert 0.05 < M.float().mean() < 0.7
+    for kk, args in itertools.product((0.4, 0.6), itertools.product([True, False], [True, False], [0.0, -0.4],
+                                                                    [1.0], [True, False], [True])):
+        bwd = (r(B, S, C), r(B, C), r(B, S, C).abs(), H, M, x, v0, torch.tensor(kk, dtype=dtype), *args)
+        for a, b in zip(ops.lif_backward(*bwd), T.lif_backward(*bwd)):
+            torch.testing.assert_close(a, b, **tol)
+    for m in (1, 2):
+        xc, wd, gy = r(B, C, S + 4), r(C * m, 1, 5), r(B, C * m, S)
+        for a, b in zip(ops.dw_backward(gy, xc, wd), T.dw_backward(gy, xc, wd)):
+            torch.testing.assert_close(a, b, **tol)
 
 
 def test_failed_build_falls_back_to_the_pytorch_loops(monkeypatch):

@@ -23,7 +23,7 @@ import torch
 
 from ._source import SOURCE
 
-FLAGS = ["-O3", "-march=native", "-ffp-contract=off"]
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp-simd"]
 NAME = "snnse_fused_" + hashlib.sha256((SOURCE + " ".join(FLAGS)).encode()).hexdigest()[:12]
 
 _state: dict = {"tried": False, "ops": None, "error": None}
@@ -40,7 +40,7 @@ def _build():
 
 def _self_check(ops) -> None:
     """Raise if the compiled forward loops are not bit-identical to the PyTorch loops."""
-    from ..fused import TorchLoops
+    from .loops import TorchLoops
 
     g = torch.Generator().manual_seed(0)
     for dtype in (torch.float32, torch.float64):
@@ -76,7 +76,9 @@ def load():
             _self_check(ops)
             _state["ops"] = ops
         except Exception as e:  # no compiler, failed build, wrong arithmetic: fall back
-            _state["error"] = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1][:200]}"
+            lines = str(e).strip().splitlines() or [""]
+            line = next((ln for ln in lines if "error" in ln.lower()), lines[-1])  # the compiler's message
+            _state["error"] = f"{type(e).__name__}: {line.strip()[:300]}"
             warnings.warn(f"snnse: C++ neuron kernel unavailable ({_state['error']}); "
                           "using the PyTorch loops", RuntimeWarning, stacklevel=2)
     return _state["ops"]
