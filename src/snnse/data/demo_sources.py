@@ -34,6 +34,7 @@ MEDLEY_SECONDS = 30.0   # short clips are packed into noise files of about this 
 LONG_SECONDS = 20.0     # a recording at least this long is a noise file of its own ...
 MAX_SECONDS = 120.0     # ... cut to at most this long
 MIN_CLIP_SECONDS = 0.25
+MIN_FILE_SECONDS = 2.0  # packs shorter than this are left out (their clips stay unused)
 SPLIT_SHARE = 0.15      # share of each package-and-category group's units in valid, and in test
 SPEECH_DB = -23.0       # RMS level of the extra speech
 TYPING_FILES = {"train": 3, "valid": 1, "test": 1}  # typing files of MEDLEY_SECONDS per split
@@ -252,11 +253,25 @@ def split_units(clips: list[Clip], seed_key) -> dict[str, list[Clip]]:
 
     In each group the units are ordered by their seeded rank; the first
     ``round(SPLIT_SHARE * n)`` (at least one) go to test, as many to valid, the rest to
-    train. Groups of fewer than three units stay in train.
+    train. Groups of fewer than three units stay in train. Units holding byte-identical
+    files (bucklespring ships some keys twice) are merged first.
     """
+    parent: dict[tuple[str, str, str], tuple[str, str, str]] = {}
+
+    def root(u):
+        while parent.get(u, u) != u:
+            u = parent[u]
+        return u
+
+    first: dict[str, tuple[str, str, str]] = {}
+    for c in clips:
+        u = (c.package, c.category, c.unit)
+        if root(u) != root(first.setdefault(c.sha1, u)):
+            parent[root(u)] = root(first[c.sha1])
     groups: dict[tuple[str, str], dict[str, list[Clip]]] = {}
     for c in clips:
-        groups.setdefault((c.package, c.category), {}).setdefault(c.unit, []).append(c)
+        pkg, cat, unit = root((c.package, c.category, c.unit))
+        groups.setdefault((pkg, cat), {}).setdefault(unit, []).append(c)
     out = {"train": [], "valid": [], "test": []}
     for (pkg, cat), units in sorted(groups.items()):
         names = sorted(units, key=lambda u: rank(seed_key, f"{pkg}:{cat}:{u}"))
@@ -271,7 +286,7 @@ def medley_plan(clips: list[Clip], prefix: str, split: str) -> dict[str, list[Cl
 
     A clip of at least :data:`LONG_SECONDS` is a file of its own (named after it); shorter
     clips of a category are packed in order into files of about :data:`MEDLEY_SECONDS`
-    (``PREFIX_CATEGORY_S00``, ``S`` the split's initial).
+    (``PREFIX_CATEGORY_SPLIT00``); a pack under :data:`MIN_FILE_SECONDS` is left out.
     """
     plan: dict[str, list[Clip]] = {}
     by_cat: dict[str, list[Clip]] = {}
@@ -292,8 +307,9 @@ def medley_plan(clips: list[Clip], prefix: str, split: str) -> dict[str, list[Cl
         if len(packs) > 1 and total < MEDLEY_SECONDS / 3:  # a short tail joins the pack before
             tail = packs.pop()
             packs[-1] += tail
+        packs = [p for p in packs if sum(c.seconds for c in p) >= MIN_FILE_SECONDS]
         for k, pack in enumerate(packs):
-            plan[f"{prefix}_{cat}_{split[0]}{k:02d}"] = pack
+            plan[f"{prefix}_{cat}_{split}{k:02d}"] = pack
     return plan
 
 
@@ -306,7 +322,7 @@ def noise_plan(clips: list[Clip], split: str) -> dict[str, list[Clip]]:
     for pkg, prefix in NOISE_PACKAGES.items():
         mine = [c for c in clips if c.package == pkg]
         if mine and pkg == "bucklespring-data":
-            plan.update({f"{prefix}_typing_{split[0]}{k:02d}": mine
+            plan.update({f"{prefix}_typing_{split}{k:02d}": mine
                          for k in range(TYPING_FILES[split])})
         elif mine:
             plan.update(medley_plan(mine, prefix, split))
@@ -340,11 +356,12 @@ def _fade(x: np.ndarray, n: int = 80) -> np.ndarray:
 
 
 def render_medley(clips: list[Clip], rng: np.random.Generator, normalise) -> np.ndarray:
-    """The clips (trimmed, faded, each at the noise level) with 0.05-0.4 s gaps between them."""
+    """The clips (trimmed, without DC, faded, each at the noise level) with 0.05-0.4 s gaps."""
     parts = []
     for c in clips:
         x = load_mono(c.path, SR)[:int(MAX_SECONDS * SR)]
         x = _trim(x) if len(clips) > 1 else x
+        x = x - x.mean()  # some recordings (the diesel engine) have a DC offset
         if np.any(x):
             parts += [np.zeros(int(rng.uniform(0.05, 0.4) * SR), np.float32), _fade(normalise(x))]
     if not parts:
