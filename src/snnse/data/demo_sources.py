@@ -55,8 +55,9 @@ UFOAI = {  # folder/stem pattern in 0snd.pk3 -> category (alien, weapon, voice, 
     r"ambience/(minepump\d+|steam|sparks|sparks_short|wind_turbine|machine1)": "machinery",
     r"footsteps/[\w-]+": "footsteps", r"doors/[\w-]+": "household", r"misc/break\w+": "impacts",
     r"impact/(bullet|knife|nail|water|waterbullet)-\w+": "impacts", r"ugv/diesel-\w+": "traffic"}
-SONIC_PI = {  # stem pattern -> category (synthesised sounds left out)
-    r"loop_(amen|amen_full|breakbeat|compus|safari|tabla|garzul|mika|industrial)|"
+SONIC_PI = {  # stem pattern -> category (synthesised sounds, and the breakbeats sampled from
+    # records, whose CC0 is doubtful, left out)
+    r"loop_(compus|safari|tabla|garzul|mika|industrial)|"
     r"drum_\w+|tabla_\w+|guit_\w+|perc_bell2?|ambi_piano": "music",
     r"vinyl_\w+|perc_(till|door)|ambi_(glass_rub|glass_hum|sauna)": "household",
     r"loop_3d_printer": "machinery", r"misc_crow": "nature"}
@@ -82,8 +83,9 @@ SOURCES = """- Extra training speech (train and valid only): Debian package `fil
 - Noise `ufoai_*`: Debian package `ufoai-sound` (UFO: Alien Invasion 2.5; fire, water, wind,
   thunder, night, city, machines, footsteps, doors, breaking glass/metal/wood, diesel engine;
   GPL-2+, CC BY 3.0, CC BY-SA 3.0 or public domain per file, see the copyright file).
-- Noise `sonicpi_*`: Debian package `sonic-pi-samples` (Sonic Pi 3.2.2 samples: acoustic drum,
-  tabla, guitar and breakbeat loops, vinyl, a 3D printer, a crow; mostly CC0 1.0).
+- Noise `sonicpi_*`: Debian package `sonic-pi-samples` (Sonic Pi 3.2.2 samples from
+  freesound.org: acoustic drums, tabla, guitar, percussion loops, vinyl, a 3D printer, a crow;
+  CC0 1.0).
 - Noise `wordwarvi_*`: Debian package `wordwarvi-sound` (Word War vi: music and metal/stone
   impacts; CC BY-SA 3.0).
 - Noise `buckle_*`: typing made of the IBM Model M key recordings of Debian package
