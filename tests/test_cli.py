@@ -1,5 +1,7 @@
-"""Tests for the ``snnse`` command line tool (create, enhance) on real audio."""
+"""Tests for the ``snnse`` command line tool (create, enhance, --version, fit --print_config) on real audio."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +225,85 @@ def test_enhance_usage_errors(noisy_dir, ckpts, tmp_path, capsys):
                       "--chunk-seconds", "0")
     assert code == 2
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------- snnse --version, fit --print_config
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = sorted(p.name for p in (REPO / "configs").glob("*.yaml"))
+
+
+def test_version(capsys):
+    import importlib.metadata
+
+    import snnse
+
+    code, out, err = _run(capsys, "--version")
+    assert code == 0 and err == ""
+    assert out == f"snnse {snnse.__version__}\n"
+    assert snnse.__version__ == importlib.metadata.version("snnse")  # the installed distribution
+    res = subprocess.run([sys.executable, "-m", "snnse.cli", "--version"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and res.stdout == out
+
+
+def test_recipes_found():
+    assert len(RECIPES) >= 6 and "dpsnn_demo.yaml" in RECIPES
+
+
+@pytest.mark.parametrize("flag", ["--print_config", "--print-config"])
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_fit_print_config_every_recipe(recipe, flag, tmp_path, capsys, monkeypatch):
+    import yaml
+
+    import snnse
+    from snnse.config import load_config
+
+    # printing must not train: importing the training module (Lightning) is already an error here
+    monkeypatch.setitem(sys.modules, "snnse.training", None)
+    runs = tmp_path / "runs"
+    path = REPO / "configs" / recipe
+    code, out, err = _run(capsys, "fit", "--config", path, "--run.dir", runs, flag)
+    assert code == 0, err
+    assert out.startswith(f"# snnse {snnse.__version__}\n")
+    printed = yaml.safe_load(out)
+    assert printed == load_config(path, ["--run.dir", str(runs)])
+    assert printed["run"]["name"] == path.stem and printed["run"]["dir"] == str(runs)
+    assert printed["model"]["name"] in snnse.available()
+    assert not runs.exists()
+    # the printed text is itself a recipe that resolves to the same configuration
+    again = tmp_path / "printed.yaml"
+    again.write_text(out)
+    assert load_config(again) == printed
+
+
+def test_fit_print_config_with_overrides_on_either_side(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    monkeypatch.setitem(sys.modules, "snnse.training", None)
+    recipe = REPO / "configs" / "dpsnn_demo.yaml"
+    code, out, err = _run(capsys, "fit", "--print_config", "--config", recipe, "--trainer.max_steps", "7",
+                          "--optim.lr=3e-4")
+    assert code == 0, err
+    cfg = yaml.safe_load(out)
+    assert cfg["trainer"]["max_steps"] == 7 and cfg["optim"]["lr"] == 3e-4
+    code, out, err = _run(capsys, "fit", "--config", recipe, "--trainer.max_steps", "7", "--print_config")
+    assert code == 0, err
+    assert yaml.safe_load(out)["trainer"]["max_steps"] == 7
+    # a bad override is still a usage error, and nothing is printed
+    code, out, err = _run(capsys, "fit", "--config", recipe, "--optim.nope", "1", "--print_config")
+    assert code == 2 and out == "" and "optim.nope" in err
+
+
+def test_evaluate_summary_names_the_version(data_dir, tmp_path, capsys):
+    import json
+
+    import snnse
+
+    vb = data_dir / "voicebank_debug"
+    code, _, err = _run(capsys, "evaluate", "--noisy", vb / "noisy", "--clean", vb / "clean", "--limit", 2,
+                        "--metrics", "sisnr", "--no-cache", "--quiet", "--workers", 1, "-o", tmp_path / "eval")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["snnse_version"] == snnse.__version__
+    assert summary["n_pairs"] == 2

@@ -248,7 +248,8 @@ def add_fit_parser(sub) -> None:
     p.add_argument("--config", help="recipe YAML (configs/*.yaml)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                    help="continue the run from its last.ckpt (or from CKPT)")
-    p.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
+    p.add_argument("--print-config", "--print_config", dest="print_config", action="store_true",
+                   help="print the resolved configuration and exit (--print_config: LightningCLI's spelling)")
     p.set_defaults(func=cmd_fit)
 
 
@@ -310,8 +311,11 @@ SUBCOMMANDS: list[Callable] = [
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with all subcommands."""
+    from snnse import __version__
+
     parser = argparse.ArgumentParser(
         prog="snnse", description="Speech enhancement with spiking neural networks.")
+    parser.add_argument("--version", action="version", version=f"snnse {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)

@@ -147,5 +147,11 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> dict:
 
 
 def dump_config(cfg: dict) -> str:
-    """The resolved configuration as YAML text."""
-    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False)
+    """The resolved configuration as YAML text.
+
+    The first line is the comment ``# snnse <version>`` (a comment, so that the text still loads
+    with :func:`load_config`, which rejects unknown keys).
+    """
+    from snnse import __version__
+
+    return f"# snnse {__version__}\n" + yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False)
