@@ -220,7 +220,9 @@ def test_profile_cli_writes_json_and_yaml(name, tiny_ckpts, noisy_dir, tmp_path,
     assert "power proxy" in out and "SynOps/s" in out and "latency" in out and "UNTRAINED" not in out
     rep = json.loads(js.read_text())
     board = yaml.safe_load(ym.read_text())
-    assert board.pop("entry").startswith(rep["model"]["name"]) and board == rep["metricsboard"]
+    assert board.pop("entry").startswith(rep["model"]["name"])
+    assert board.pop("snnse_version") == rep["snnse_version"] == snnse.__version__
+    assert board == rep["metricsboard"]
     assert not [p for p in js.parent.iterdir() if p.name.endswith(".part")]
     for section in ("model", "parameters", "flop_counter", "graph", "rates", "ops", "latency", "energy",
                     "metricsboard", "definitions"):

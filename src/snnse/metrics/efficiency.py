@@ -313,9 +313,12 @@ def profile(model, audio: Sequence | None = None, rates: Mapping[str, float] | N
         "ndns": ndns,
         "dpsnn_paper": paper,
     }
+    from .. import __version__
+
     report = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
+        "snnse_version": __version__,
         "model": {
             "name": getattr(model, "name", None), "source": source, "untrained": bool(untrained),
             "kwargs": _plain(getattr(model, "kwargs", {})), "spiking": bool(model.spiking),
@@ -584,7 +587,8 @@ def run(args) -> int:
     if args.json:
         atomic_write_text(Path(args.json), json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     if args.yaml:
-        entry = {"entry": f"{report['model']['name']} ({report['model']['source']})", **report["metricsboard"]}
+        entry = {"entry": f"{report['model']['name']} ({report['model']['source']})",
+                 "snnse_version": report["snnse_version"], **report["metricsboard"]}
         atomic_write_text(Path(args.yaml), yaml.safe_dump(entry, sort_keys=False, allow_unicode=True))
     if skipped:
         eprint(f"{len(skipped)} of {len(files)} audio files skipped")
