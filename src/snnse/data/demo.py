@@ -95,8 +95,8 @@ Noise files (minutes) by category:
 
 ## Split
 
-By speaker and by noise recording. Test: the French voice (June Wallack), the music of an
-artist unseen elsewhere, SpeechBrain `noise5`, the ESC-50 fold-5 clip, `rir4`, babble of test
+By speaker and by noise recording. Test: the French voice (June Wallack), the hold music of
+an artist unseen elsewhere, SpeechBrain `noise5`, the ESC-50 fold-5 clip, `rir4`, babble of test
 utterances (the target's own voice: a hard case), coloured noise of its own seed and
 {share_pct:g} % of the Debian noise recordings of every package and category. Validation: the
 prompts whose name falls in a seeded {valid_pct:g} % share, in every training voice (no
