@@ -64,6 +64,8 @@ def test_layout_and_summary(corpus):
         assert sum(c["files"] for c in cats.values()) == len(v["noise"])
         # every split has real recordings of several kinds, besides babble and coloured noise
         assert {"music", "nature", "machinery", "impacts", "typing"} <= set(cats), (s, cats)
+    readme = (corpus / "README.md").read_text()
+    assert "| split | babble |" in readme and "fillets_nl_" in readme
 
 
 def test_test_speaker_and_noises_unseen(corpus):
@@ -120,6 +122,9 @@ def test_rerun_is_idempotent(corpus, data_dir):
     before = _snapshot(corpus)
     assert _run(corpus, "--languages", "en,fr", "--limit", "6", "--shared", data_dir) == 0
     assert _snapshot(corpus) == before
+    # the packages were unpacked once, beside the .deb cache, and marked with their .deb
+    packages = json.loads((corpus / "corpus.json").read_text())["packages"]
+    assert all((UNPACKED / n / ".deb").read_text() == deb for n, deb in packages.items())
 
 
 def test_licences(corpus):
@@ -191,7 +196,7 @@ def test_debian_noises_arrive_in_every_split(corpus):
 
 
 def test_debian_noise_recordings_of_test_unseen(corpus):
-    """Test recordings (by name, by content hash, by recording unit) are in neither train nor valid."""
+    """Test recordings (by name, content hash and recording unit) are in neither train nor valid."""
     members, digests = {}, {}
     for split, files in _sources(corpus).items():
         srcs = [s for v in files.values() for s in v]
