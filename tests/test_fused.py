@@ -268,11 +268,12 @@ def test_cpp_loops_equal_torch_loops(dtype):
         outs = ops.alif_forward(*fwd)
         for a, b in zip(outs, T.alif_forward(*fwd)):
             assert torch.equal(a, b)
-        V, E, I, Sp = outs
+        V, E, I, Sp, Z = outs
+        torch.testing.assert_close(Z, V - (E * 0.184 + 1.6), rtol=0, atol=1e-6 if dtype == torch.float32 else 1e-14)
         assert 0.05 < Sp.mean() < 0.7
         for detach in (True, False):
-            bwd = (r(B, S, C), r(B, C), r(B, C), r(B, S, C).abs() * 0.3, E * 0.184 + 1.6, V, E, I, Sp, v0,
-                   v0.abs(), s0, alpha, rho, 0.184, None if w is None else (1 - alpha)[:, None] * w, detach)
+            bwd = (r(B, S, C), r(B, C), r(B, C), r(B, S, C).abs() * 0.3, V, E, I, Sp, v0, v0.abs(), s0, alpha, rho,
+                   1.6, 0.184, None if w is None else (1 - alpha)[:, None] * w, detach)
             for a, b in zip(ops.alif_backward(*bwd), T.alif_backward(*bwd)):
                 torch.testing.assert_close(a, b, **tol)
     H, M, _ = T.lif_forward(x, v0, torch.tensor(0.5, dtype=dtype), True, False, 0.0, 1.0)

@@ -214,21 +214,20 @@ class _ALIFFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, c, W, alpha, rho, v0, eta0, s0, y0, cfg, loops):
         b0, beta, detach_reset, surrogate = cfg
-        V, E, I, S = loops.alif_forward(c, W, alpha, rho, b0, beta, v0, eta0, s0, y0)
-        ctx.save_for_backward(I, W, alpha, rho, v0, eta0, s0, y0, V, E, S)
+        V, E, I, S, Z = loops.alif_forward(c, W, alpha, rho, b0, beta, v0, eta0, s0, y0)
+        ctx.save_for_backward(I, W, alpha, rho, v0, eta0, s0, y0, V, E, S, Z)
         ctx.cfg, ctx.loops = cfg, loops
         return S, V[:, -1].clone(), E[:, -1].clone()
 
     @staticmethod
     def backward(ctx, gS, gvT, geT):
-        I, W, alpha, rho, v0, eta0, s0, y0, V, E, S = ctx.saved_tensors
+        I, W, alpha, rho, v0, eta0, s0, y0, V, E, S, Z = ctx.saved_tensors
         b0, beta, detach_reset, surrogate = ctx.cfg
         need = ctx.needs_input_grad
-        TH = E * beta + b0
-        SG = surrogate.derivative(V - TH)
+        SG = surrogate.derivative(Z)
         Wp = (1 - alpha)[:, None] * W if W is not None else None
         GI, ga, gr, gv0, ge0, gs0 = ctx.loops.alif_backward(
-            gS.contiguous(), gvT.contiguous(), geT.contiguous(), SG, TH, V, E, I, S, v0, eta0, s0, alpha, rho,
+            gS.contiguous(), gvT.contiguous(), geT.contiguous(), SG, V, E, I, S, v0, eta0, s0, alpha, rho, b0,
             beta, Wp, detach_reset)
         gW = gy0 = None
         if W is not None and need[1]:  # I_t = c_t + y_{t−1} W^T, y_{t−1} = s_{t−1} for t ≥ 1
@@ -254,7 +253,7 @@ def alif(x, state, alpha, rho, b0, beta, detach_reset, surrogate, w_rec=None, y0
     if _needs_grad(x, w_rec, alpha, rho, v0, eta0, s0, y0):
         s, vT, eT = _ALIFFunction.apply(x, w_rec, alpha, rho, v0, eta0, s0, y0, cfg, loops)
     else:
-        V, E, _, s = loops.alif_forward(x, w_rec, alpha, rho, cfg[0], cfg[1], v0, eta0, s0, y0)
+        V, E, _, s, _ = loops.alif_forward(x, w_rec, alpha, rho, cfg[0], cfg[1], v0, eta0, s0, y0)
         vT, eT = V[:, -1], E[:, -1]
     return s, (vT, eT, s[:, -1])
 

@@ -199,7 +199,8 @@ static Tensor leaky_forward(const Tensor& x_, const Tensor& u0_, const Tensor& b
 
 // --------------------------------------------------------------------------------------------- ALIF
 template <typename T, bool REC>
-static void alif_fwd_row(const T* R it, T* R v, T* R e, T* R s, T* R Vo, T* R Eo, T* R So, T* R Io, const T* R ca,
+static void alif_fwd_row(const T* R it, T* R v, T* R e, T* R s, T* R Vo, T* R Eo, T* R So, T* R Io, T* R Zo,
+                         const T* R ca,
                          const T* R sa, const T* R cr, const T* R sr, int64_t C, T bb, T b0) {
   for (int64_t i = 0; i < C; ++i) {
     const T sp = s[i], cur = it[i];
@@ -211,16 +212,17 @@ static void alif_fwd_row(const T* R it, T* R v, T* R e, T* R s, T* R Vo, T* R Eo
     Eo[i] = e[i] = ei;
     Vo[i] = v[i] = vi;
     So[i] = s[i] = si;
+    Zo[i] = vi - th;  // where the surrogate derivative is taken
   }
 }
 
-static std::tuple<Tensor, Tensor, Tensor, Tensor> alif_forward(
+static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> alif_forward(
     const Tensor& c_, const std::optional<Tensor>& W, const Tensor& alpha_, const Tensor& rho_, double b0,
     double beta, const Tensor& v0_, const Tensor& eta0_, const Tensor& s0_, const std::optional<Tensor>& y0) {
   Tensor c = c_.contiguous(), alpha = alpha_.contiguous(), rho = rho_.contiguous();
   const bool rec = W.has_value() && W->defined();
   const int64_t B = c.size(0), T = c.size(1), C = c.size(2);
-  Tensor V = at::empty_like(c), E = at::empty_like(c), S_ = at::empty_like(c);
+  Tensor V = at::empty_like(c), E = at::empty_like(c), S_ = at::empty_like(c), Z = at::empty_like(c);
   Tensor I = rec ? at::empty_like(c) : c;
   Tensor Wt = rec ? W->t() : Tensor();
   // the running state, one contiguous [B, C] block each; s is also the next step's y
@@ -238,14 +240,14 @@ static std::tuple<Tensor, Tensor, Tensor, Tensor> alif_forward(
         auto row = [&](auto REC) {
           alif_fwd_row<S, REC.value>(REC.value ? cur.data_ptr<S>() + rr : c.data_ptr<S>() + o, v.data_ptr<S>() + rr,
               eta.data_ptr<S>() + rr, s.data_ptr<S>() + rr, V.data_ptr<S>() + o, E.data_ptr<S>() + o,
-              S_.data_ptr<S>() + o, REC.value ? I.data_ptr<S>() + o : nullptr, a.c.data(), a.small.data(),
+              S_.data_ptr<S>() + o, REC.value ? I.data_ptr<S>() + o : nullptr, Z.data_ptr<S>() + o, a.c.data(), a.small.data(),
               r.c.data(), r.small.data(), C, bb, b00);
         };
         if (rec) row(std::true_type{}); else row(std::false_type{});
       }
     }
   });
-  return {V, E, I, S_};
+  return {V, E, I, S_, Z};
 }
 
 template <typename T, bool LAST>
@@ -265,11 +267,10 @@ static void alif_bwd_row(const T* R gs, const T* R sg, const T* R vprev, const T
 }
 
 static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> alif_backward(
-    const Tensor& gS_, const Tensor& gvT_, const Tensor& geT_, const Tensor& SG_, const Tensor& TH_,
-    const Tensor& V_, const Tensor& E_, const Tensor& I_, const Tensor& S_, const Tensor& v0_, const Tensor& eta0_,
-    const Tensor& s0_, const Tensor& alpha_, const Tensor& rho_, double beta, const std::optional<Tensor>& Wp,
+    const Tensor& gS_, const Tensor& gvT_, const Tensor& geT_, const Tensor& SG_, const Tensor& V_, const Tensor& E_, const Tensor& I_, const Tensor& S_, const Tensor& v0_, const Tensor& eta0_,
+    const Tensor& s0_, const Tensor& alpha_, const Tensor& rho_, double b0, double beta, const std::optional<Tensor>& Wp,
     bool detach_reset) {
-  Tensor gS = gS_.contiguous(), SG = SG_.contiguous(), TH = TH_.contiguous(), V = V_.contiguous();
+  Tensor gS = gS_.contiguous(), SG = SG_.contiguous(), V = V_.contiguous();
   Tensor E = E_.contiguous(), I = I_.contiguous(), Sq = S_.contiguous(), v0 = v0_.contiguous();
   Tensor eta0 = eta0_.contiguous(), s0 = s0_.contiguous(), alpha = alpha_.contiguous(), rho = rho_.contiguous();
   const bool rec = Wp.has_value() && Wp->defined();
@@ -281,8 +282,8 @@ static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> alif_backward(
   Tensor gs0 = at::empty({B, C}, gS.options());
   AT_DISPATCH_FLOATING_TYPES(gS.scalar_type(), "alif_backward", [&] {
     using S = scalar_t;
-    const S *ap = alpha.data_ptr<S>(), *rp = rho.data_ptr<S>(), bb = static_cast<S>(beta);
-    const S *gSp = gS.data_ptr<S>(), *thp = TH.data_ptr<S>(), *Sp = Sq.data_ptr<S>();
+    const S *ap = alpha.data_ptr<S>(), *rp = rho.data_ptr<S>(), bb = static_cast<S>(beta), b00 = static_cast<S>(b0);
+    const S *gSp = gS.data_ptr<S>(), *Ep = E.data_ptr<S>(), *Sp = Sq.data_ptr<S>();
     S *gsp = gs.data_ptr<S>(), *gvp = gv1.data_ptr<S>(), *gep = ge1.data_ptr<S>();
     std::vector<S> omr(C);
     for (int64_t i = 0; i < C; ++i) omr[i] = S(1) - rp[i];
@@ -294,11 +295,11 @@ static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> alif_backward(
         S* R g = gsp + rr;
         const S* R ge = gep + rr;
         const S* R gv = gvp + rr;
-        const S* R th1 = thp + o + C;
+        const S* R e1 = Ep + o + C;  // θ_{t+1} = β η_{t+1} + b0, as in the forward
         const S* R om = omr.data();
         if (last) for (int64_t i = 0; i < C; ++i) g[i] = g0[i];
         else if (detach_reset) for (int64_t i = 0; i < C; ++i) g[i] = g0[i] + om[i] * ge[i];
-        else for (int64_t i = 0; i < C; ++i) g[i] = g0[i] + om[i] * ge[i] - th1[i] * gv[i];
+        else for (int64_t i = 0; i < C; ++i) g[i] = g0[i] + om[i] * ge[i] - (e1[i] * bb + b00) * gv[i];
       }
       if (rec && !last) gs.addmm_(gv1, *Wp);  // ... and the recurrent current
       for (int64_t b = 0; b < B; ++b) {
@@ -320,7 +321,7 @@ static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> alif_backward(
         const int64_t j = b * C + i;
         gv0p[j] = ap[i] * gvp[j];
         ge0p[j] = rp[i] * gep[j];
-        gs0p[j] = omr[i] * gep[j] - (detach_reset ? S(0) : thp[b * T * C + i] * gvp[j]);
+        gs0p[j] = omr[i] * gep[j] - (detach_reset ? S(0) : (Ep[b * T * C + i] * bb + b00) * gvp[j]);
       }
   });
   return {GI, ga, gr, gv0, ge0, gs0};
@@ -368,9 +369,9 @@ TORCH_LIBRARY(snnse_fused, m) {
   m.def("linear_scan(Tensor m, Tensor q, Tensor g_last) -> Tensor", &linear_scan);
   m.def("leaky_forward(Tensor x, Tensor u0, Tensor beta) -> Tensor", &leaky_forward);
   m.def("alif_forward(Tensor c, Tensor? W, Tensor alpha, Tensor rho, float b0, float beta, Tensor v0,"
-        " Tensor eta0, Tensor s0, Tensor? y0) -> (Tensor, Tensor, Tensor, Tensor)", &alif_forward);
-  m.def("alif_backward(Tensor gS, Tensor gvT, Tensor geT, Tensor SG, Tensor TH, Tensor V, Tensor E, Tensor I,"
-        " Tensor S, Tensor v0, Tensor eta0, Tensor s0, Tensor alpha, Tensor rho, float beta, Tensor? Wp,"
+        " Tensor eta0, Tensor s0, Tensor? y0) -> (Tensor, Tensor, Tensor, Tensor, Tensor)", &alif_forward);
+  m.def("alif_backward(Tensor gS, Tensor gvT, Tensor geT, Tensor SG, Tensor V, Tensor E, Tensor I,"
+        " Tensor S, Tensor v0, Tensor eta0, Tensor s0, Tensor alpha, Tensor rho, float b0, float beta, Tensor? Wp,"
         " bool detach_reset) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)", &alif_backward);
   m.def("dw_backward(Tensor gy, Tensor xc, Tensor weight) -> (Tensor, Tensor)", &dw_backward);
 }

@@ -112,10 +112,11 @@ class TorchLoops:
         """ALIF over ``c [B, T, C]``, input current ``c_t + y_{t−1} W^T`` when ``W`` is given.
 
         Returns ``V`` (membrane), ``E`` (adaptation η), ``I`` (input current; ``c`` itself
-        without ``W``) and ``S`` (spikes), all ``[B, T, C]``.
+        without ``W``), ``S`` (spikes) and ``Z = V − θ`` (where the surrogate derivative is
+        taken), all ``[B, T, C]``.
         """
         new = dict(memory_format=torch.contiguous_format)
-        V, E, S = torch.empty_like(c, **new), torch.empty_like(c, **new), torch.empty_like(c, **new)
+        V, E, S, Z = (torch.empty_like(c, **new) for _ in range(4))
         I = torch.empty_like(c, **new) if W is not None else c
         Wt = W.t() if W is not None else None
         v, eta, s, y = v0, eta0, s0, (y0.contiguous() if W is not None else None)
@@ -130,21 +131,22 @@ class TorchLoops:
             v = torch.lerp(it, v, alpha) - theta * s  # αv + (1 − α)I − θs
             s = (v >= theta).to(c.dtype)
             y = s
-            V[:, t], E[:, t], S[:, t] = v, eta, s
-        return V, E, I, S
+            V[:, t], E[:, t], S[:, t], Z[:, t] = v, eta, s, v - theta
+        return V, E, I, S, Z
 
     @staticmethod
-    def alif_backward(gS, gvT, geT, SG, TH, V, E, I, S, v0, eta0, s0, alpha, rho, beta: float, Wp,
+    def alif_backward(gS, gvT, geT, SG, V, E, I, S, v0, eta0, s0, alpha, rho, b0: float, beta: float, Wp,
                       detach_reset: bool):
         """Gradients of :meth:`alif_forward` given ``dL/dS``, ``dL/dv_T``, ``dL/dη_T``.
 
-        ``SG`` is the surrogate derivative at ``v − θ``, ``TH`` the thresholds ``θ``,
+        ``SG`` is the surrogate derivative at ``v − θ`` (``θ = β η + b0``),
         ``Wp = diag(1 − α) W`` (None without recurrence). Returns ``dL/dI`` (= ``dL/dc``),
         ``dL/dα``, ``dL/dρ`` (per neuron) and ``dL/dv0``, ``dL/dη0``, ``dL/ds0``; ``dL/dW`` and
         ``dL/dy0`` follow from ``dL/dI`` (one product each).
         """
         T = gS.shape[1]
         GV, GE = torch.empty_like(gS), torch.empty_like(gS)
+        TH = E * beta + b0
         omr = 1 - rho
         gv = ge = None
         for t in range(T - 1, -1, -1):
