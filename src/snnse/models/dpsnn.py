@@ -69,11 +69,14 @@ class DPSNNBlock(nn.Module):
 
         Same result as ``self.scnn(xc).transpose(1, 2)``, several times faster on CPU for the
         short inputs of streaming (one frame), where the convolution's set-up cost dominates.
+        With gradients (training) and the fused backends it is ``conv1d`` with the hand-written
+        backward of :func:`snnse.fused.depthwise_conv` (PyTorch's own backward of this
+        contraction dominated the training step).
         """
         h, _, k = self.scnn.weight.shape
         if xc.shape[-1] == k and h == self.channels:  # one frame (streaming)
             return ((xc * self.scnn.weight.view(h, k)).sum(-1) + self.scnn.bias).unsqueeze(1)
-        if fused.enabled():  # conv1d forward, hand-written backward (several times faster)
+        if fused.enabled() and torch.is_grad_enabled():  # training: conv1d + a light hand-written backward
             return fused.depthwise_conv(xc, self.scnn.weight, self.scnn.bias).transpose(1, 2)
         windows = xc.unfold(-1, k, 1)  # [Bt, B, T, K]
         if h != self.channels:
