@@ -15,7 +15,7 @@ import torch
 
 import snnse
 from snnse import fused, kernels
-from snnse.neurons import ALIF, LIF, PLIF, LeakyIntegrator, MultiGaussian, Sigmoid, Surrogate, backend
+from snnse.neurons import ALIF, LIF, PLIF, ATan, LeakyIntegrator, MultiGaussian, Sigmoid, Surrogate, backend
 
 from .helpers import make_fire, speech
 
@@ -328,3 +328,18 @@ def test_backend_selection(monkeypatch):
         s, _ = PLIF(6).double()(x)
     assert type(s.grad_fn).__name__ == "StackBackward0"
     assert math.isfinite(s.sum().item())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cpp_surrogate_derivatives_equal_the_formulas(dtype):
+    _cpp_or_skip()
+    x = torch.cat([torch.linspace(-60, 60, 4001, dtype=dtype), torch.randn(5000, dtype=dtype)])
+    g = torch.randn_like(x)
+    tol = dict(rtol=1e-13, atol=1e-16) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)  # |g'| < 3: a few ulp
+    for sur in (ATan(2.0), ATan(5.0), Sigmoid(4.0), MultiGaussian(), MultiGaussian(0.3, 0.2, 0.7)):
+        assert sur.kernel_spec() is not None
+        ref = sur.derivative(x)
+        torch.testing.assert_close(fused.surrogate_grad(sur, x, compiled=True), ref, **tol)
+        torch.testing.assert_close(fused.surrogate_grad(sur, x, g, compiled=True), g * ref, **tol)
+    assert Triangle().kernel_spec() is None  # user-defined: always its own formula
+    torch.testing.assert_close(fused.surrogate_grad(Triangle(), x, compiled=True), Triangle().derivative(x))

@@ -43,10 +43,18 @@ State = tuple[torch.Tensor, ...]
 # Surrogate gradients
 # --------------------------------------------------------------------------------------------
 class Surrogate(nn.Module):
-    """Base class: ``derivative(x)`` is the pseudo-derivative used for ``dH/dx``."""
+    """Base class: ``derivative(x)`` is the pseudo-derivative used for ``dH/dx``.
+
+    ``kernel_spec()`` names the built-in formulas that the compiled kernel of
+    :mod:`snnse.kernels` also evaluates (a subclass without one always uses ``derivative``).
+    """
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def kernel_spec(self) -> tuple | None:
+        """``(kind, a, b, c)`` of the compiled formula, or None."""
+        return None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return spike(x, self)
@@ -62,6 +70,9 @@ class ATan(Surrogate):
     def derivative(self, x):
         return (self.alpha / 2) / (1 + (math.pi / 2 * self.alpha * x) ** 2)
 
+    def kernel_spec(self):
+        return (0, self.alpha, 0.0, 0.0) if type(self) is ATan else None
+
     def extra_repr(self):
         return f"alpha={self.alpha}"
 
@@ -76,6 +87,9 @@ class Sigmoid(Surrogate):
     def derivative(self, x):
         s = torch.sigmoid(self.alpha * x)
         return self.alpha * s * (1 - s)
+
+    def kernel_spec(self):
+        return (1, self.alpha, 0.0, 0.0) if type(self) is Sigmoid else None
 
     def extra_repr(self):
         return f"alpha={self.alpha}"
@@ -106,6 +120,9 @@ class MultiGaussian(Surrogate):
         wide += (x + s).square_().mul_(-0.5 / (6 * s) ** 2).exp_()
         return out.sub_(wide, alpha=c1)
 
+    def kernel_spec(self):
+        return (2, self.sigma, self.h, self.gamma) if type(self) is MultiGaussian else None
+
     def extra_repr(self):
         return f"sigma={self.sigma}, h={self.h}, gamma={self.gamma}"
 
@@ -115,12 +132,13 @@ class _Spike(torch.autograd.Function):
     def forward(ctx, x, surrogate):
         ctx.save_for_backward(x)
         ctx.surrogate = surrogate
+        ctx.compiled = fused.get_backend() == "cpp"  # decided with the forward, like the fused units
         return (x >= 0).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return grad * ctx.surrogate.derivative(x), None
+        return fused.surrogate_grad(ctx.surrogate, x, grad, compiled=ctx.compiled), None
 
 
 def spike(x: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:
