@@ -39,9 +39,12 @@ Backends (:func:`set_backend`, :func:`backend`, environment ``SNNSE_NEURON_BACKE
 Without gradients the fused forward loop is used directly (no autograd node, nothing kept). One
 frame (streaming, ``T = 1``) always goes through ``unit.step``. Nothing keeps state between calls.
 
+Forward outputs (spikes, membranes, final states) are bit-identical across the three backends.
 Gradients follow the per-step graph exactly (same surrogate, detached or not reset, the reset
 term's gradient reaching the threshold θ even when the reset is detached); only the order of
-floating-point accumulation differs (float64 agreement ~1e-14).
+floating-point accumulation differs, and under ``"cpp"`` the built-in surrogate derivatives come
+from the kernel's own ``exp`` (~1 ulp): float64 agreement ~1e-14. Any other
+:class:`~snnse.neurons.Surrogate` subclass works everywhere through its ``derivative``.
 """
 
 from __future__ import annotations
@@ -98,7 +101,8 @@ class _OneThread:
 
     A step is a few ``[B, C]`` operations and one ``[B, C] × [C, C]`` product: too small to share
     between threads, and on a busy machine every parallel region of a small product can wait
-    milliseconds for a descheduled worker. (These products give the same bits on 1 or 2 threads.)
+    milliseconds for a descheduled worker. (MKL gave these products the same bits on 1 and 2
+    threads in our checks.) The setting is process-wide for the duration of the loop.
     """
 
     def __init__(self, impl):
@@ -149,7 +153,9 @@ def surrogate_grad(surrogate, x: torch.Tensor, grad: torch.Tensor | None = None,
             and (grad is None or (grad.dtype == x.dtype and grad.shape == x.shape))):
         from . import kernels
 
-        return kernels.load().surrogate_grad(x, grad, *spec)
+        ops = kernels.load()
+        if ops is not None:
+            return ops.surrogate_grad(x, grad, *spec)
     d = surrogate.derivative(x)
     return d if grad is None else grad * d
 

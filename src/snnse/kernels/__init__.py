@@ -1,17 +1,21 @@
 """Compiled C++ time loops for the fused neurons, built on first use.
 
-:func:`load` compiles :data:`snnse.kernels._source.SOURCE` with
-``torch.utils.cpp_extension.load_inline`` (g++, light ATen headers only: ~15 s once, then cached
+:func:`load` compiles the C++ of :mod:`._source` and :mod:`._source_misc` with
+``torch.utils.cpp_extension.load_inline`` (g++, light ATen headers only: 15–35 s once, then cached
 under ``~/.cache/torch_extensions`` or ``$TORCH_EXTENSIONS_DIR``; the build name carries a hash of
 the source and flags, so an edit rebuilds), registers the operators ``torch.ops.snnse_fused.*``
 and checks on random inputs that their forward loops are bit-identical to
-:class:`snnse.fused.TorchLoops` (they must be: the C++ reproduces PyTorch's ``lerp``/FMA
+:class:`snnse.kernels.loops.TorchLoops` (they must be: the C++ reproduces PyTorch's ``lerp``/FMA
 arithmetic). If the build or the check fails, :func:`load` returns None, warns once, and
 :mod:`snnse.fused` uses the PyTorch loops instead.
 
 Why C++: the fused PyTorch loops still pay PyTorch's dispatch cost (a few µs) for every small
-element-wise operation of every step; here one call runs the whole loop, with one fused pass
-over ``B × C`` numbers per step and, for the recurrent ALIF, the same ``addmm`` as PyTorch.
+element-wise operation of every step, and their backward makes a dozen passes over ``[B, T, C]``
+temporaries. Here one call runs a whole loop, one vectorised pass over the ``C`` channels of a
+batch row per step, with the gradient sums accumulated on the way; the recurrent ALIF uses the
+same ``addmm`` as PyTorch for its ``[B, C] × [C, C]`` products. Besides the loops: the
+backward of DPSNN's depthwise convolution (``dw_backward``) and the derivatives of the built-in
+surrogates (``surrogate_grad``) in one pass each.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ import warnings
 
 import torch
 
-from ._source import SOURCE
+from ._source import SOURCE as _NEURONS
+from ._source_misc import SOURCE as _MISC
+
+SOURCE = _NEURONS + _MISC
 
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp-simd"]
 NAME = "snnse_fused_" + hashlib.sha256((SOURCE + " ".join(FLAGS)).encode()).hexdigest()[:12]
