@@ -10,12 +10,16 @@ Python loop over all layers (``model.step`` one hop at a time, with autograd) â€
 the speed-up of the vectorised training step over it.
 
 Usage: python benchmarks/bench_models.py [--models dpsnn spiking_s4] [--threads N] [--repeats R]
-Numbers are wall-clock medians on this machine; compare ratios within one run only.
+Numbers are wall-clock medians on this machine; compare ratios within one run only. On a machine
+shared with other busy processes, run with ``OMP_WAIT_POLICY=PASSIVE``: with the default
+(spinning) policy every small parallel region of the per-step autograd path can wait for a
+descheduled OpenMP worker, which inflates that path's time many-fold and the ratios with it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -112,8 +116,10 @@ def main(argv=None):
     ap.add_argument("--no-naive", action="store_true", help="skip the (slow) per-frame training oracle")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     print(f"# snnse {snnse.__version__}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{args.threads} thread(s) for training/offline, 1 thread for streaming\n")
+          f"{args.threads} thread(s) for training/offline, 1 thread for streaming, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}{load}\n")
     backends = ["autograd", "fused"] + (["cpp"] if kernels.load() is not None else [])
     print("| model | params | latency | train step 8Ã—1 s: " + " | ".join(backends) + " | speed-up "
           + " | ".join(f"{b}/autograd" for b in backends[1:]) + " | offline RTF | stream per hop | per hop / hop |")
