@@ -30,7 +30,7 @@ from ._source_misc import SOURCE as _MISC
 
 SOURCE = _NEURONS + _MISC
 
-FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp-simd"]
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno", "-fopenmp-simd"]
 NAME = "snnse_fused_" + hashlib.sha256((SOURCE + " ".join(FLAGS)).encode()).hexdigest()[:12]
 
 _state: dict = {"tried": False, "ops": None, "error": None}

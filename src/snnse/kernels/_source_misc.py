@@ -44,7 +44,7 @@ static std::tuple<Tensor, Tensor> dw_backward(const Tensor& gy_, const Tensor& x
 // exp(x) to ~1 ulp in a form the compiler vectorises (Cody-Waite reduction, polynomial, 2^n by
 // integer arithmetic); deep underflow gives 0 (PyTorch gives a subnormal or 0 there).
 static inline float exp_v(float x) {
-  const float xc = std::fmin(std::fmax(x, -87.0f), 88.0f);
+  const float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);  // (std::fmin is a libm call)
   const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
   float r = xc - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
@@ -65,14 +65,24 @@ static inline float exp_v(float x) {
 }
 
 static inline double exp_v(double x) {
-  const double xc = std::fmin(std::fmax(x, -708.0), 709.0);
+  const double xc = x < -708.0 ? -708.0 : (x > 709.0 ? 709.0 : x);
   const double n = std::floor(xc * 1.4426950408889634074 + 0.5);
   double r = xc - n * 6.93145751953125e-1;
   r = r - n * 1.42860682030941723212e-6;
   double p = 1.0 / 6227020800.0;  // Taylor to r^13 (|r| <= 0.35: remainder < 1e-17)
-  const double inv[] = {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0,
-                        1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
-  for (double c : inv) p = p * r + c;
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
   const double big = n + 6755399441055744.0;  // 1.5 * 2^52
   int64_t i;
   std::memcpy(&i, &big, 8);
@@ -83,8 +93,8 @@ static inline double exp_v(double x) {
 }
 
 // kind 0: ATan(α = a); 1: Sigmoid(α = a); 2: MultiGaussian(σ = a, h = b, γ = c). Returns g · g'(x).
-template <typename T, int KIND, bool HAS_G>
-static void surrogate_row(const T* R x, const T* R g, T* R out, int64_t n, T a, T b, T c) {
+template <typename T, int KIND, bool HAS_G>  // not inlined: vectorised as a whole function
+__attribute__((noinline)) static void surrogate_row(const T* R x, const T* R g, T* R out, int64_t n, T a, T b, T c) {
   const T k0 = T(M_PI / 2) * a, half = a / T(2);
   const T inv_n0 = T(1) / (T(std::sqrt(2 * M_PI)) * a), inv_n1 = T(1) / (T(std::sqrt(2 * M_PI)) * T(6) * a);
   const T q0 = T(-0.5) / (a * a), q1 = T(-0.5) / (T(36) * a * a);
