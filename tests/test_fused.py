@@ -343,3 +343,22 @@ def test_cpp_surrogate_derivatives_equal_the_formulas(dtype):
         torch.testing.assert_close(fused.surrogate_grad(sur, x, g, compiled=True), g * ref, **tol)
     assert Triangle().kernel_spec() is None  # user-defined: always its own formula
     torch.testing.assert_close(fused.surrogate_grad(Triangle(), x, compiled=True), Triangle().derivative(x))
+
+
+def test_bfloat16_and_double_backward_are_handled():
+    x = _x(torch.float32).to(torch.bfloat16).requires_grad_(True)
+    u = PLIF(6).to(torch.bfloat16)
+    with backend("autograd"):
+        ref, _ = u(x)
+    for be in ("fused", "cpp"):  # no compiled bfloat16 loop: the PyTorch loops run
+        with backend(be):
+            s, _ = u(x)
+        assert torch.equal(s, ref)
+        s.sum().backward()
+    x = _x(torch.float64).requires_grad_(True)
+    with backend("fused"):
+        s, _ = PLIF(6).double()(x)
+    w = torch.ones_like(s, requires_grad=True)
+    (g,) = torch.autograd.grad(s, x, w, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):  # no silent double backward
+        g.sum().backward()

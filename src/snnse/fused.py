@@ -44,7 +44,9 @@ Gradients follow the per-step graph exactly (same surrogate, detached or not res
 term's gradient reaching the threshold θ even when the reset is detached); only the order of
 floating-point accumulation differs, and under ``"cpp"`` the built-in surrogate derivatives come
 from the kernel's own ``exp`` (~1 ulp): float64 agreement ~1e-14. Any other
-:class:`~snnse.neurons.Surrogate` subclass works everywhere through its ``derivative``.
+:class:`~snnse.neurons.Surrogate` subclass works everywhere through its ``derivative``. The
+hand-written backwards are not themselves differentiable (no double backward: an error, never a
+silent zero, when one is attempted).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ import contextlib
 import os
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from .kernels.loops import TorchLoops, _sum_prev
 
@@ -128,14 +131,16 @@ def _is_cpp(loops) -> bool:
     return getattr(loops, "impl", loops) is not TorchLoops
 
 
-def _loops(device: torch.device):
-    if device.type == "cpu" and get_backend() == "cpp":
+def _loops(x: torch.Tensor):
+    """The loop implementation for ``x``: compiled (CPU, float32/64, backend ``"cpp"``) or PyTorch."""
+    cpu = x.device.type == "cpu"
+    if cpu and x.dtype in (torch.float32, torch.float64) and get_backend() == "cpp":
         from . import kernels
 
         ops = kernels.load()
         if ops is not None:
             return _OneThread(ops)
-    return _OneThread(TorchLoops) if device.type == "cpu" else TorchLoops
+    return _OneThread(TorchLoops) if cpu else TorchLoops
 
 
 def surrogate_grad(surrogate, x: torch.Tensor, grad: torch.Tensor | None = None,
@@ -178,6 +183,7 @@ class _LIFFunction(torch.autograd.Function):
         return M.to(x.dtype), vT
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, gS, gvT):
         xin, v0, k, H, M = ctx.saved_tensors
         decay_input, soft, v_reset, v_th, detach_reset, surrogate = ctx.cfg
@@ -195,7 +201,7 @@ def lif(x, v0, k, v_threshold, v_reset, reset, detach_reset, decay_input, surrog
     Returns the spikes ``[B, T, C]`` and the final membrane ``[B, C]``.
     """
     cfg = (bool(decay_input), reset == "soft", float(v_reset), float(v_threshold), bool(detach_reset), surrogate)
-    loops = _loops(x.device)
+    loops = _loops(x)
     if _needs_grad(x, v0, k):
         return _LIFFunction.apply(x, v0, k, cfg, loops)
     xin = x + v_reset if decay_input and v_reset else x
@@ -215,6 +221,7 @@ class _LeakyFunction(torch.autograd.Function):
         return U
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, gU):
         x, u0, beta, U = ctx.saved_tensors
         G = ctx.loops.linear_scan(beta, gU.contiguous(), torch.zeros_like(u0))[:, :-1]  # dL/du_t
@@ -229,7 +236,7 @@ def leaky(x, u0, beta):
 
     Returns ``u [B, T, C]`` and the final ``u [B, C]``.
     """
-    loops = _loops(x.device)
+    loops = _loops(x)
     if _needs_grad(x, u0, beta):
         u = _LeakyFunction.apply(x, u0, beta, loops)
     else:
@@ -250,6 +257,7 @@ class _ALIFFunction(torch.autograd.Function):
         return S, V[:, -1].clone(), E[:, -1].clone()
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, gS, gvT, geT):
         I, W, alpha, rho, v0, eta0, s0, y0, V, E, S, Z = ctx.saved_tensors
         b0, beta, detach_reset, surrogate = ctx.cfg
@@ -279,7 +287,7 @@ def alif(x, state, alpha, rho, b0, beta, detach_reset, surrogate, w_rec=None, y0
     if w_rec is not None and y0 is None:
         raise ValueError("the recurrent ALIF needs y0, the output before the first step")
     cfg = (float(b0), float(beta), bool(detach_reset), surrogate)
-    loops = _loops(x.device)
+    loops = _loops(x)
     if _needs_grad(x, w_rec, alpha, rho, v0, eta0, s0, y0):
         s, vT, eT = _ALIFFunction.apply(x, w_rec, alpha, rho, v0, eta0, s0, y0, cfg, loops)
     else:
@@ -299,6 +307,7 @@ class _DepthwiseConv(torch.autograd.Function):
         return torch.nn.functional.conv1d(xc, weight, bias, groups=xc.shape[1])
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, gy):
         xc, weight = ctx.saved_tensors
         gx, gw = ctx.loops.dw_backward(gy.contiguous(), xc, weight)
@@ -314,5 +323,5 @@ def depthwise_conv(xc, weight, bias):
     times slower on CPU than these ``K`` shifted multiply-adds.
     """
     if _needs_grad(xc, weight, bias):
-        return _DepthwiseConv.apply(xc, weight, bias, _loops(xc.device))
+        return _DepthwiseConv.apply(xc, weight, bias, _loops(xc))
     return torch.nn.functional.conv1d(xc, weight, bias, groups=xc.shape[1])
