@@ -201,6 +201,7 @@ def lif(x, v0, k, v_threshold, v_reset, reset, detach_reset, decay_input, surrog
     Returns the spikes ``[B, T, C]`` and the final membrane ``[B, C]``.
     """
     cfg = (bool(decay_input), reset == "soft", float(v_reset), float(v_threshold), bool(detach_reset), surrogate)
+    x = x.contiguous()  # once (DPSNN's SCNN output is a transposed view), not in forward and backward
     loops = _loops(x)
     if _needs_grad(x, v0, k):
         return _LIFFunction.apply(x, v0, k, cfg, loops)
