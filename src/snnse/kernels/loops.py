@@ -39,13 +39,11 @@ class TorchLoops:
         Returns the pre-spike membrane ``H``, the spikes as a bool mask ``M`` and the final
         membrane.
         """
-        H = torch.empty_like(x, memory_format=torch.contiguous_format)
-        M = torch.empty(x.shape, dtype=torch.bool, device=x.device)
+        H, M = [], []  # stacked once at the end (cheaper than a copy per step)
         omk = None if decay_input or v_reset else 1 - k
         vr = x.new_tensor(v_reset)
         v = v0
-        for t in range(x.shape[1]):
-            xt = x[:, t]
+        for xt in x.unbind(1):
             if decay_input:
                 h = torch.lerp(v, xt, k)
             elif v_reset:
@@ -53,9 +51,10 @@ class TorchLoops:
             else:
                 h = v * omk + xt
             m = h >= v_th  # (h − θ ≥ 0) ⇔ (h ≥ θ) in IEEE arithmetic
-            H[:, t], M[:, t] = h, m
+            H.append(h)
+            M.append(m)
             v = torch.where(m, h - v_th, h) if soft else h.masked_fill(m, v_reset)
-        return H, M, v
+        return torch.stack(H, 1), torch.stack(M, 1), v
 
     @staticmethod
     def lif_backward(gS, gvT, SG, H, M, xin, v0, k, decay_input: bool, soft: bool, v_reset: float,
@@ -99,12 +98,11 @@ class TorchLoops:
     @staticmethod
     def leaky_forward(x, u0, beta):
         """``u ← lerp(x, u, β)`` per step → ``U [B, T, C]``."""
-        U = torch.empty_like(x, memory_format=torch.contiguous_format)
-        u = u0
-        for t in range(x.shape[1]):
-            u = torch.lerp(x[:, t], u, beta)
-            U[:, t] = u
-        return U
+        U, u = [], u0
+        for xt in x.unbind(1):
+            u = torch.lerp(xt, u, beta)
+            U.append(u)
+        return torch.stack(U, 1)
 
     # ---- ALIF ----------------------------------------------------------------------------------
     @staticmethod
@@ -115,24 +113,20 @@ class TorchLoops:
         without ``W``), ``S`` (spikes) and ``Z = V − θ`` (where the surrogate derivative is
         taken), all ``[B, T, C]``.
         """
-        new = dict(memory_format=torch.contiguous_format)
-        V, E, S, Z = (torch.empty_like(c, **new) for _ in range(4))
-        I = torch.empty_like(c, **new) if W is not None else c
+        V, E, I, S, Z = [], [], [], [], []  # stacked once at the end
         Wt = W.t() if W is not None else None
         v, eta, s, y = v0, eta0, s0, (y0.contiguous() if W is not None else None)
-        for t in range(c.shape[1]):
-            if W is not None:
-                it = torch.addmm(c[:, t], y, Wt)
-                I[:, t] = it
-            else:
-                it = c[:, t]
+        for ct in c.unbind(1):
+            it = torch.addmm(ct, y, Wt) if W is not None else ct
             eta = torch.lerp(s, eta, rho)  # ρη + (1 − ρ)s
             theta = eta * beta + b0
             v = torch.lerp(it, v, alpha) - theta * s  # αv + (1 − α)I − θs
             s = (v >= theta).to(c.dtype)
             y = s
-            V[:, t], E[:, t], S[:, t], Z[:, t] = v, eta, s, v - theta
-        return V, E, I, S, Z
+            for seq, a in ((V, v), (E, eta), (I, it), (S, s), (Z, v - theta)):
+                seq.append(a)
+        return (*(torch.stack(seq, 1) for seq in (V, E)), torch.stack(I, 1) if W is not None else c,
+                *(torch.stack(seq, 1) for seq in (S, Z)))
 
     @staticmethod
     def alif_backward(gS, gvT, geT, SG, V, E, I, S, v0, eta0, s0, alpha, rho, b0: float, beta: float, Wp,
