@@ -5,9 +5,9 @@ Adam step), the offline real-time factor, and the streaming compute per hop on o
 fraction of the hop duration. The training step is timed with each neuron time-loop backend
 (:mod:`snnse.fused`): ``autograd`` (the per-step graph, the old path and test oracle), ``fused``
 (one autograd node per sequence, PyTorch loops) and ``cpp`` (the same with the compiled loops),
-interleaved so that the ratios compare like with like on a shared machine. For DPSNN it also times the naive alternative — a per-frame
-Python loop over all layers (``model.step`` one hop at a time, with autograd) — and reports
-the speed-up of the vectorised training step over it.
+interleaved so that the ratios compare like with like on a shared machine. For DPSNN it also
+times the naive alternative — a per-frame Python loop over all layers (``model.step`` one hop at
+a time, with autograd) — and reports the speed-up of the vectorised training step over it.
 
 Usage: python benchmarks/bench_models.py [--models dpsnn spiking_s4] [--threads N] [--repeats R]
 Numbers are wall-clock medians on this machine; compare ratios within one run only. On a machine

@@ -242,8 +242,8 @@ static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> alif_forward(
         auto row = [&](auto REC) {
           alif_fwd_row<S, REC.value>(REC.value ? cur.data_ptr<S>() + rr : c.data_ptr<S>() + o, v.data_ptr<S>() + rr,
               eta.data_ptr<S>() + rr, s.data_ptr<S>() + rr, V.data_ptr<S>() + o, E.data_ptr<S>() + o,
-              S_.data_ptr<S>() + o, REC.value ? I.data_ptr<S>() + o : nullptr, Z.data_ptr<S>() + o, a.c.data(), a.small.data(),
-              r.c.data(), r.small.data(), C, bb, b00);
+              S_.data_ptr<S>() + o, REC.value ? I.data_ptr<S>() + o : nullptr, Z.data_ptr<S>() + o, a.c.data(),
+              a.small.data(), r.c.data(), r.small.data(), C, bb, b00);
         };
         if (rec) row(std::true_type{}); else row(std::false_type{});
       }
@@ -269,8 +269,9 @@ static void alif_bwd_row(const T* R gs, const T* R sg, const T* R vprev, const T
 }
 
 static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> alif_backward(
-    const Tensor& gS_, const Tensor& gvT_, const Tensor& geT_, const Tensor& SG_, const Tensor& V_, const Tensor& E_, const Tensor& I_, const Tensor& S_, const Tensor& v0_, const Tensor& eta0_,
-    const Tensor& s0_, const Tensor& alpha_, const Tensor& rho_, double b0, double beta, const std::optional<Tensor>& Wp,
+    const Tensor& gS_, const Tensor& gvT_, const Tensor& geT_, const Tensor& SG_, const Tensor& V_, const Tensor& E_,
+    const Tensor& I_, const Tensor& S_, const Tensor& v0_, const Tensor& eta0_, const Tensor& s0_,
+    const Tensor& alpha_, const Tensor& rho_, double b0, double beta, const std::optional<Tensor>& Wp,
     bool detach_reset) {
   Tensor gS = gS_.contiguous(), SG = SG_.contiguous(), V = V_.contiguous();
   Tensor E = E_.contiguous(), I = I_.contiguous(), Sq = S_.contiguous(), v0 = v0_.contiguous();
