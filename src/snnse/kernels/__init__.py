@@ -3,7 +3,7 @@
 :func:`load` compiles the C++ of :mod:`._source` and :mod:`._source_misc` with
 ``torch.utils.cpp_extension.load_inline`` (g++, light ATen headers only: 15–35 s once, then cached
 under ``~/.cache/torch_extensions`` or ``$TORCH_EXTENSIONS_DIR``; the build name carries a hash of
-the source and flags, so an edit rebuilds), registers the operators ``torch.ops.snnse_fused.*``
+the source, flags and CPU, so an edit rebuilds and no build is shared between CPU types), registers the operators ``torch.ops.snnse_fused.*``
 and checks on random inputs that their forward loops are bit-identical to
 :class:`snnse.kernels.loops.TorchLoops` (they must be: the C++ reproduces PyTorch's ``lerp``/FMA
 arithmetic). If the build or the check fails, :func:`load` returns None, warns once, and
@@ -31,7 +31,20 @@ from ._source_misc import SOURCE as _MISC
 SOURCE = _NEURONS + _MISC
 
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno", "-fopenmp-simd"]
-NAME = "snnse_fused_" + hashlib.sha256((SOURCE + " ".join(FLAGS)).encode()).hexdigest()[:12]
+
+
+def _cpu_id() -> str:
+    """The CPU's model and flags: ``-march=native`` builds must not be shared between CPU types."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "".join(sorted({ln for ln in f if ln.startswith(("model name", "flags"))}))
+    except OSError:
+        import platform
+
+        return platform.processor() or platform.machine()
+
+
+NAME = "snnse_fused_" + hashlib.sha256((SOURCE + " ".join(FLAGS) + _cpu_id()).encode()).hexdigest()[:12]
 
 _state: dict = {"tried": False, "ops": None, "error": None}
 
