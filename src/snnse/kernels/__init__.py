@@ -3,8 +3,9 @@
 :func:`load` compiles the C++ of :mod:`._source` and :mod:`._source_misc` with
 ``torch.utils.cpp_extension.load_inline`` (g++, light ATen headers only: 15–35 s once, then cached
 under ``~/.cache/torch_extensions`` or ``$TORCH_EXTENSIONS_DIR``; the build name carries a hash of
-the source, flags and CPU, so an edit rebuilds and no build is shared between CPU types), registers the operators ``torch.ops.snnse_fused.*``
-and checks on random inputs that their forward loops are bit-identical to
+the source, flags and CPU, so an edit rebuilds and no build is shared between CPU types),
+registers the operators ``torch.ops.snnse_fused.*`` and checks on random inputs that their
+forward loops are bit-identical to
 :class:`snnse.kernels.loops.TorchLoops` (they must be: the C++ reproduces PyTorch's ``lerp``/FMA
 arithmetic). If the build or the check fails, :func:`load` returns None, warns once, and
 :mod:`snnse.fused` uses the PyTorch loops instead.
