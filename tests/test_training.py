@@ -105,6 +105,36 @@ def test_recipes_resolve_and_follow_the_papers(name):
         assert cfg["loss"] == {**S4_LOSS, "mrstft": 0.0}
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs" / "pretrained").glob("*.yaml")))
+def test_pretrained_recipes_resolve(name):
+    """The recipes of the bundled models: valid model, augmentation options and warm start key."""
+    from snnse.data.augment import Augment
+
+    cfg = load_config(REPO / "configs" / "pretrained" / name)
+    base.get(cfg["model"]["name"], **cfg["model"]["kwargs"])
+    assert Augment.from_dict(cfg["data"]["train"]["augment"]).active
+    assert cfg["run"]["name"] == Path(name).stem and cfg["model"]["init"] is None
+    assert cfg["loss"]["mrstft"] > 0 and cfg["checkpoint"]["every_n_steps"] > 0
+
+
+def test_model_init_copies_weights_and_rejects_other_models(tmp_path):
+    from snnse.training import _warm_start
+
+    torch.manual_seed(1)
+    src = base.get("dpsnn", **TINY["dpsnn"])
+    src.save(tmp_path / "src.pt")
+    torch.manual_seed(2)
+    dst = base.get("dpsnn", **TINY["dpsnn"])
+    assert not all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+    _warm_start(dst, str(tmp_path / "src.pt"), "dpsnn")
+    for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
+        assert torch.equal(a, b), k
+    with pytest.raises(ConfigError, match="do not fit"):
+        _warm_start(base.get("dpsnn", **{**TINY["dpsnn"], "N": 16}), str(tmp_path / "src.pt"), "dpsnn")
+    with pytest.raises(ConfigError, match="model.init"):
+        _warm_start(dst, str(tmp_path / "missing.pt"), "dpsnn")
+
+
 # ---- losses -------------------------------------------------------------------------------
 def test_si_snr_matches_definition(data_dir):
     clean = torch.from_numpy(sf.read(data_dir / "voicebank_debug/clean/p287_001.wav")[0])

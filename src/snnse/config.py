@@ -17,7 +17,8 @@ import yaml
 
 DEFAULTS: dict = {
     "seed": 0,
-    "model": {"name": "dpsnn", "kwargs": {}},
+    "model": {"name": "dpsnn", "kwargs": {},
+              "init": None},            # start from these weights (snnse checkpoint or bundled name); fresh optimizer
     "data": {
         "root": ".",            # relative paths of the sources resolve against this folder
         "sample_rate": 16000,

@@ -348,6 +348,25 @@ def fit(cfg: dict, resume: bool | str = False, callbacks: list | None = None) ->
         torch.set_num_threads(saved_threads)
 
 
+def _warm_start(model: torch.nn.Module, source: str, name: str) -> None:
+    """Copy the weights of ``source`` (a snnse checkpoint or bundled name) into ``model``.
+
+    Only the weights travel: the optimizer, schedule and data position start fresh, which is what
+    fine-tuning on new data wants (``--resume`` continues a run exactly instead). The source must
+    be the same model with the same constructor arguments.
+    """
+    try:
+        src = base.load(source)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"model.init: {err}") from None
+    try:
+        model.load_state_dict(src.state_dict())
+    except RuntimeError as err:
+        raise ConfigError(f"model.init: the weights of {source} do not fit this model "
+                          f"(other constructor arguments?): {str(err).splitlines()[0]}") from None
+    print(f"snnse fit: weights initialised from {source}", file=sys.stderr)
+
+
 def _fit(cfg: dict, run_dir: Path, ckpt_dir: Path, ckpt_path: Path | None, callbacks: list) -> Path | None:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -359,6 +378,8 @@ def _fit(cfg: dict, run_dir: Path, ckpt_dir: Path, ckpt_path: Path | None, callb
     valid_ds = build_dataset(data["valid"], data, seed, train=False)
     task = EnhancementTask(cfg["model"]["name"], cfg["model"]["kwargs"], cfg["loss"], cfg["optim"],
                            context=int(data["context"]), metrics_subset=int(data["metrics_subset"]))
+    if cfg["model"].get("init") and ckpt_path is None:
+        _warm_start(task.model, cfg["model"]["init"], cfg["model"]["name"])
     if task.model.sample_rate != int(data["sample_rate"]):
         raise ConfigError(f"model runs at {task.model.sample_rate} Hz but data.sample_rate is {data['sample_rate']}")
     opts = dict(cfg["trainer"])
