@@ -1,0 +1,356 @@
+"""Export one streaming step of a model as a static ONNX graph, quantise it, and run it hop by hop.
+
+The graph is ``model.step`` for one hop of one stream, with the whole state as explicit inputs
+and outputs, so that any runtime can stream it with a loop::
+
+    inputs:  audio [1, hop] float32, state_0, state_1, ...   (fixed shapes)
+    outputs: enhanced [1, hop] float32, new_state_0, ...      (same order and shapes)
+
+The state is the nested ``model.initial_state(1)`` flattened generically (``torch.utils._pytree``
+order); complex leaves (the S4D state) travel as real tensors ``[..., 2]`` (real, imaginary).
+The initial state is all zeros (checked at export). ``enhanced`` lags ``audio`` by
+``delay_samples = frame_length − hop`` samples, like :meth:`snnse.models.base.Enhancer.step`;
+:class:`OnnxStreamer` drops that warm-up and pads the end exactly as
+:class:`snnse.streaming.Streamer` does. The graph's ``metadata_props`` record ``sample_rate``,
+``hop``, ``frame_length``, ``delay_samples``, ``latency_ms``, ``model``, ``snnse_version``,
+``opset`` and the state names.
+
+Only standard ONNX operators are used: spikes ``H(v − θ)`` become ``GreaterOrEqual`` + ``Cast``.
+The S4D recurrence ``x ← dA·x + dB·u`` is written in real arithmetic with ``dA``, ``dB``, ``C``
+precomputed from the parameters (constants of the graph), since ONNX has no complex tensors.
+
+References:
+    ONNX operators, https://onnx.ai/onnx/operators/ ; ONNX Runtime quantisation (QDQ format),
+    https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import types
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils import _pytree as pytree
+
+from .atomic import atomic_path
+
+DEFAULT_OPSET = 17
+
+
+# ---- state flattening --------------------------------------------------------------------------
+def flatten_state(state) -> tuple[list[torch.Tensor], object]:
+    """Leaves of a nested state (dicts, tuples, lists of tensors) and the spec to rebuild it."""
+    leaves, spec = pytree.tree_flatten(state)
+    if not all(isinstance(t, torch.Tensor) for t in leaves):
+        raise TypeError("model state must be a nest of tensors")
+    return leaves, spec
+
+
+def state_names(state) -> list[str]:
+    """``state_<i>_<path>`` names of the flattened leaves (e.g. ``state_3_masker_blocks_0_1_0``)."""
+    paths, _ = pytree.tree_flatten_with_path(state)
+    names = []
+    for i, (path, _) in enumerate(paths):
+        keys = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
+        names.append(f"state_{i}_" + "_".join(keys))
+    return names
+
+
+def to_real(t: torch.Tensor) -> torch.Tensor:
+    """Complex → ``[..., 2]`` real (as exported); real tensors unchanged."""
+    return torch.view_as_real(t).clone() if t.is_complex() else t
+
+
+def from_real(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_complex(t.contiguous()) if like.is_complex() else t
+
+
+# ---- the exported step ---------------------------------------------------------------------------
+def _s4d_real_forward(s4, u: torch.Tensor, state: torch.Tensor):
+    """S4D on one frame in real arithmetic: ``u [B, 1, H]``, ``state [B, H, M, 2]``."""
+    ar, ai, br, bi, cr, ci = s4._onnx_consts
+    xr, xi = state[..., 0], state[..., 1]
+    v = u[:, 0, :, None]
+    nr = ar * xr - ai * xi + br * v
+    ni = ar * xi + ai * xr + bi * v
+    y = 2 * (nr * cr - ni * ci).sum(-1) + s4.D * u[:, 0]
+    return y[:, None], torch.stack([nr, ni], -1)
+
+
+def _frames_step_slices(fe, chunk: torch.Tensor, history: torch.Tensor):
+    """:meth:`~snnse.frontends.Frontend.frames_step` with slices instead of ``unfold`` (whose
+    TorchScript export mis-shapes a negative dimension)."""
+    buf = torch.cat([history, chunk], -1)
+    k = chunk.shape[-1] // fe.hop
+    frames = torch.stack([buf[:, i * fe.hop : i * fe.hop + fe.frame_length] for i in range(k)], 1)
+    return frames, buf[:, buf.shape[-1] - fe.overlap :]
+
+
+@contextlib.contextmanager
+def onnx_friendly(model: nn.Module):
+    """Within the block, S4D layers take and return real ``[..., 2]`` states (ONNX has no complex),
+    front-ends frame with slices, and the neurons use their reference per-step code (no fused or compiled kernels)."""
+    from .neurons import backend
+    from .ssm import S4D
+
+    from .frontends import Frontend
+
+    patched = []
+    for m in model.modules():
+        if isinstance(m, S4D):
+            patched.append((m, "forward"))
+            with torch.no_grad():
+                _, dA, dB, C = m._discretize()
+            m._onnx_consts = tuple(t.detach().clone() for t in (dA.real, dA.imag, dB.real, dB.imag, C.real, C.imag))
+            m.forward = types.MethodType(_s4d_real_forward, m)
+        elif isinstance(m, Frontend):
+            patched.append((m, "frames_step"))
+            m.frames_step = types.MethodType(_frames_step_slices, m)
+    try:
+        with backend("autograd"), torch.no_grad():
+            yield
+    finally:
+        for m, attr in patched:
+            delattr(m, attr)
+            m.__dict__.pop("_onnx_consts", None)
+
+
+class StepGraph(nn.Module):
+    """``(audio [1, hop], *state) -> (enhanced [1, hop], *state)`` with flat real state tensors."""
+
+    def __init__(self, model: nn.Module, spec):
+        super().__init__()
+        self.model, self.spec = model, spec
+
+    def forward(self, audio, *flat):
+        out, state = self.model.step(audio, pytree.tree_unflatten(list(flat), self.spec))
+        return (out, *flatten_state(state)[0])
+
+
+def initial_flat_state(model: nn.Module) -> tuple[list[torch.Tensor], object, list[str]]:
+    """The exported initial state (float32, complex as real pairs), its spec and names.
+
+    Raises:
+        ValueError: The initial state is not all zeros (the ONNX contract).
+    """
+    state = model.initial_state(1, torch.device("cpu"), torch.float32)
+    leaves, spec = flatten_state(state)
+    if any(bool(t.abs().max() > 0) for t in leaves if t.numel()):
+        raise ValueError("model.initial_state(1) is not all zeros; the exported graph assumes it is")
+    return [to_real(t) for t in leaves], spec, state_names(state)
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> dict:
+    """Write one streaming step of ``model`` (float32, batch 1) to ``path`` as ONNX.
+
+    Args:
+        model: An :class:`~snnse.models.base.Enhancer` (``initial_state``, ``step``, ``hop``).
+        path: Output ``.onnx`` file (written atomically).
+        opset: ONNX opset (default 17: LayerNormalization is a standard op there).
+
+    Returns:
+        The metadata written into the graph (strings).
+
+    Shape:
+        audio ``[1, hop]`` → enhanced ``[1, hop]``; each state input and output has the shape of
+        the matching leaf of ``model.initial_state(1)`` (complex leaves ``[..., 2]``).
+    """
+    import onnx
+
+    from . import __version__
+
+    model = model.float().eval().cpu()
+    flat, spec, names = initial_flat_state(model)
+    hop = int(model.hop)
+    audio = torch.zeros(1, hop)
+    meta = {
+        "sample_rate": str(int(model.sample_rate)), "hop": str(hop),
+        "frame_length": str(int(model.frame_length)),
+        "delay_samples": str(int(model.frame_length) - hop),
+        "latency_ms": f"{float(model.latency_ms):g}", "model": str(getattr(model, "name", None)),
+        "model_kwargs": repr(getattr(model, "kwargs", {})), "snnse_version": __version__,
+        "opset": str(opset), "state_names": ",".join(names),
+        "state_complex": ",".join(str(int(t.is_complex())) for t in flatten_state(
+            model.initial_state(1, torch.device("cpu"), torch.float32))[0]),
+    }
+    with onnx_friendly(model), atomic_path(path) as tmp:
+        graph = StepGraph(model, spec)
+        torch.onnx.export(graph, (audio, *flat), str(tmp), dynamo=False, opset_version=opset,
+                          input_names=["audio", *names], output_names=["enhanced", *[f"new_{n}" for n in names]],
+                          do_constant_folding=True)
+        proto = onnx.load(str(tmp))
+        for k, v in meta.items():
+            proto.metadata_props.add(key=k, value=v)
+        proto.producer_name = "snnse"
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+    return meta
+
+
+def metadata(path_or_session) -> dict:
+    """The ``metadata_props`` of an exported graph (a path or an onnxruntime session)."""
+    if isinstance(path_or_session, (str, os.PathLike)):
+        import onnx
+
+        proto = onnx.load(str(path_or_session), load_external_data=False)
+        return {p.key: p.value for p in proto.metadata_props}
+    return dict(path_or_session.get_modelmeta().custom_metadata_map)
+
+
+def session(path: str | os.PathLike, threads: int = 1):
+    """An onnxruntime session tuned for per-hop latency: one intra-op thread, sequential, no spinning."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+class OnnxStreamer:
+    """Stream a mono signal through an exported step graph; same contract as
+    :class:`snnse.streaming.Streamer` (warm-up dropped, end padded like the offline path).
+
+    Args:
+        sess: an onnxruntime session of a graph written by :func:`export_onnx`.
+
+    Attributes:
+        times: seconds spent in ``sess.run`` per hop (for latency figures).
+    """
+
+    def __init__(self, sess):
+        self.sess = sess
+        meta = metadata(sess)
+        self.hop, self.frame_length = int(meta["hop"]), int(meta["frame_length"])
+        self.sample_rate, self.delay = int(meta["sample_rate"]), int(meta["delay_samples"])
+        self.inputs = [i.name for i in sess.get_inputs()]
+        self.outputs = [o.name for o in sess.get_outputs()]
+        self.zero = [np.zeros(i.shape, np.float32) for i in sess.get_inputs()[1:]]
+        self.times: list[float] = []
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new stream (zero state); :attr:`times` is kept."""
+        self.state = [z.copy() for z in self.zero]
+        self.pending = np.zeros(0, np.float32)
+        self.total_in = self.total_out = 0
+        self.to_skip = self.delay
+
+    def step(self, hop: np.ndarray) -> np.ndarray:
+        """One raw step: ``hop [hop]`` in, ``[hop]`` out (lagging by ``delay``), state carried."""
+        t0 = time.perf_counter()
+        res = self.sess.run(None, dict(zip(self.inputs, [hop.reshape(1, -1).astype(np.float32), *self.state])))
+        self.times.append(time.perf_counter() - t0)
+        self.state = res[1:]
+        return res[0][0]
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        out = [self.step(x[i : i + self.hop]) for i in range(0, len(x), self.hop)]
+        y = np.concatenate(out) if out else np.zeros(0, np.float32)
+        drop = min(self.to_skip, len(y))
+        self.to_skip -= drop
+        return y[drop:]
+
+    def feed(self, x: np.ndarray) -> np.ndarray:
+        """Add samples ``[n]``; return the output samples that are now final."""
+        buf = np.concatenate([self.pending, np.asarray(x, np.float32)])
+        self.total_in += len(x)
+        n = len(buf) - len(buf) % self.hop
+        self.pending = buf[n:]
+        y = self._run(buf[:n])
+        self.total_out += len(y)
+        return y
+
+    def flush(self) -> np.ndarray:
+        """Pad as the offline path does, return the remaining samples and start a new stream."""
+        y = np.zeros(0, np.float32)
+        if self.total_in:
+            n_frames = -(-(self.total_in + self.frame_length - self.hop) // self.hop)
+            done = (self.total_in - len(self.pending)) // self.hop
+            pad = (n_frames - done) * self.hop - len(self.pending)
+            y = self._run(np.concatenate([self.pending, np.zeros(pad, np.float32)]))
+            y = y[: self.total_in - self.total_out]
+        self.reset()
+        return y
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Stream a whole signal ``[n]`` (fresh state) and return ``[n]`` samples."""
+        self.reset()
+        return np.concatenate([self.feed(x), self.flush()])
+
+
+# ---- quantisation ------------------------------------------------------------------------------
+def calibration_inputs(float_path: str | os.PathLike, signals: Iterable[np.ndarray], max_hops: int = 2000
+                       ) -> list[dict]:
+    """Feeds (audio and the states reached) collected by running the float graph hop by hop."""
+    sess = session(float_path)
+    st = OnnxStreamer(sess)
+    feeds: list[dict] = []
+    per = max(1, max_hops // max(1, len(signals := list(signals))))
+    for x in signals:
+        st.reset()
+        x = np.asarray(x, np.float32)
+        for i in range(0, min(len(x) - len(x) % st.hop, per * st.hop), st.hop):
+            hop = x[i : i + st.hop].reshape(1, -1)
+            feeds.append(dict(zip(st.inputs, [hop, *[s.copy() for s in st.state]])))
+            st.step(hop[0])
+    return feeds
+
+
+def quantize_int8(float_path: str | os.PathLike, out_path: str | os.PathLike, signals: Sequence[np.ndarray],
+                  op_types: Sequence[str] = ("MatMul", "Gemm"), max_hops: int = 2000) -> dict:
+    """Static int8 quantisation (QDQ, per-channel symmetric weights, uint8 activations).
+
+    Only the weight-carrying ``op_types`` (matrix products: encoder, decoder, every linear map)
+    are quantised; the neurons (comparisons with thresholds, membrane updates), the S4D
+    recurrence, normalisation and the state stay float32, because a quantised membrane
+    potential flips spikes and its error accumulates over time.
+
+    Args:
+        float_path: graph written by :func:`export_onnx`.
+        out_path: int8 graph to write (atomically); metadata is copied, ``quantization`` added.
+        signals: calibration audio (mono, at the model rate), real speech in noise.
+
+    Returns:
+        ``{"quantized_nodes": n, "op_types": [...], "calibration_hops": n}``.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    feeds = calibration_inputs(float_path, signals, max_hops)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(feeds)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    proto = onnx.load(str(float_path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    with atomic_path(out_path) as tmp:
+        quantize_static(str(float_path), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=list(op_types), per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        extra_options={"WeightSymmetric": True})
+        q = onnx.load(str(tmp))
+        del q.metadata_props[:]
+        for k, v in {**meta, "quantization": "int8 static QDQ: " + ",".join(op_types)}.items():
+            q.metadata_props.add(key=k, value=v)
+        onnx.save(q, str(tmp))
+    n = sum(1 for node in q.graph.node if node.op_type == "DequantizeLinear")
+    return {"dequantize_nodes": n, "op_types": list(op_types), "calibration_hops": len(feeds)}
+
+
+__all__ = ["export_onnx", "quantize_int8", "OnnxStreamer", "session", "metadata", "flatten_state",
+           "initial_flat_state", "onnx_friendly", "DEFAULT_OPSET"]
