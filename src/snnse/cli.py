@@ -305,7 +305,7 @@ def _external(module: str) -> Callable:
 SUBCOMMANDS: list[Callable] = [
     add_create_parser, add_enhance_parser, add_models_parser, add_fit_parser, add_data_parser,
     _external("snnse.evaluate"), _external("snnse.metrics.efficiency"), _external("snnse.plots"),
-    _external("snnse.showcase"),
+    _external("snnse.showcase"), _external("snnse.deploy"),
 ]
 
 

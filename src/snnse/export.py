@@ -27,9 +27,11 @@ References:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 import types
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -112,8 +114,12 @@ def onnx_friendly(model: nn.Module):
         elif isinstance(m, Frontend):
             patched.append((m, "frames_step"))
             m.frames_step = types.MethodType(_frames_step_slices, m)
+    try:  # the fast streaming path of snnse.fast_step (if present) skips traced calls anyway
+        from .fast_step import disabled as fast_off
+    except ImportError:  # pragma: no cover
+        fast_off = contextlib.nullcontext
     try:
-        with backend("autograd"), torch.no_grad():
+        with backend("autograd"), fast_off(), torch.no_grad():
             yield
     finally:
         for m, attr in patched:
@@ -179,7 +185,10 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, opset: int = DEFAULT_
         "state_complex": ",".join(str(int(t.is_complex())) for t in flatten_state(
             model.initial_state(1, torch.device("cpu"), torch.float32))[0]),
     }
-    with onnx_friendly(model), atomic_path(path) as tmp:
+    with onnx_friendly(model), atomic_path(path) as tmp, warnings.catch_warnings():
+        # shape-dependent branches are constants for the one-hop graph (TracerWarning); the
+        # TorchScript exporter is used on purpose (no onnxscript dependency; DeprecationWarning)
+        warnings.simplefilter("ignore")
         graph = StepGraph(model, spec)
         torch.onnx.export(graph, (audio, *flat), str(tmp), dynamo=False, opset_version=opset,
                           input_names=["audio", *names], output_names=["enhanced", *[f"new_{n}" for n in names]],
@@ -308,7 +317,8 @@ def calibration_inputs(float_path: str | os.PathLike, signals: Iterable[np.ndarr
 
 
 def quantize_int8(float_path: str | os.PathLike, out_path: str | os.PathLike, signals: Sequence[np.ndarray],
-                  op_types: Sequence[str] = ("MatMul", "Gemm"), max_hops: int = 2000) -> dict:
+                  op_types: Sequence[str] = ("MatMul", "Gemm"), scope: str | None = "/masker/",
+                  max_hops: int = 2000, calibrate: str = "minmax") -> dict:
     """Static int8 quantisation (QDQ, per-channel symmetric weights, uint8 activations).
 
     Only the weight-carrying ``op_types`` (matrix products: encoder, decoder, every linear map)
@@ -320,12 +330,19 @@ def quantize_int8(float_path: str | os.PathLike, out_path: str | os.PathLike, si
         float_path: graph written by :func:`export_onnx`.
         out_path: int8 graph to write (atomically); metadata is copied, ``quantization`` added.
         signals: calibration audio (mono, at the model rate), real speech in noise.
+        op_types: operator types to quantise.
+        scope: quantise only nodes whose name starts with this (the masker; the front-end's
+            analysis and synthesis see raw audio, whose 8-bit quantisation would cost ~20 dB),
+            None for all nodes of ``op_types``; if no node matches, all nodes of ``op_types``.
+        max_hops: calibration hops (spread over the signals).
+        calibrate: ``"minmax"``, ``"entropy"`` or ``"percentile"`` (onnxruntime's methods).
 
     Returns:
         ``{"quantized_nodes": n, "op_types": [...], "calibration_hops": n}``.
     """
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
 
     feeds = calibration_inputs(float_path, signals, max_hops)
 
@@ -338,18 +355,28 @@ def quantize_int8(float_path: str | os.PathLike, out_path: str | os.PathLike, si
 
     proto = onnx.load(str(float_path))
     meta = {p.key: p.value for p in proto.metadata_props}
-    with atomic_path(out_path) as tmp:
+    nodes = [n.name for n in proto.graph.node if n.op_type in op_types]
+    chosen = [n for n in nodes if scope is None or n.startswith(scope)] or nodes
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[calibrate]
+    logger = logging.getLogger()  # the quantiser warns on the root logger about optional pre-processing
+    level = logger.level
+    with atomic_path(out_path) as tmp, contextlib.ExitStack() as stack:
+        logger.setLevel(logging.ERROR)
+        stack.callback(logger.setLevel, level)
         quantize_static(str(float_path), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=list(op_types), per_channel=True,
+                        op_types_to_quantize=list(op_types), nodes_to_quantize=chosen, per_channel=True,
+                        calibrate_method=method,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         extra_options={"WeightSymmetric": True})
         q = onnx.load(str(tmp))
         del q.metadata_props[:]
-        for k, v in {**meta, "quantization": "int8 static QDQ: " + ",".join(op_types)}.items():
+        info = f"int8 static QDQ of {len(chosen)} {'/'.join(op_types)} nodes: {','.join(chosen)}"
+        for k, v in {**meta, "quantization": info}.items():
             q.metadata_props.add(key=k, value=v)
         onnx.save(q, str(tmp))
     n = sum(1 for node in q.graph.node if node.op_type == "DequantizeLinear")
-    return {"dequantize_nodes": n, "op_types": list(op_types), "calibration_hops": len(feeds)}
+    return {"dequantize_nodes": n, "op_types": list(op_types), "nodes": chosen, "calibration_hops": len(feeds)}
 
 
 __all__ = ["export_onnx", "quantize_int8", "OnnxStreamer", "session", "metadata", "flatten_state",
