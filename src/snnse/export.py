@@ -32,7 +32,6 @@ import os
 import time
 import types
 import warnings
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -338,7 +337,8 @@ def quantize_int8(float_path: str | os.PathLike, out_path: str | os.PathLike, si
         calibrate: ``"minmax"``, ``"entropy"`` or ``"percentile"`` (onnxruntime's methods).
 
     Returns:
-        ``{"quantized_nodes": n, "op_types": [...], "calibration_hops": n}``.
+        ``{"dequantize_nodes": n, "op_types": [...], "nodes": [quantised node names],
+        "calibration_hops": n}``.
     """
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import re
 
-import torch
 from torch import nn
 
 DEFAULT_FLASH, DEFAULT_RAM = "2MB", "786KB"

@@ -1,0 +1,217 @@
+"""ONNX export of one streaming step, int8 quantisation, footprint, and ``snnse stream`` on real audio."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import soundfile as sf
+import torch
+
+import snnse
+from snnse.cli import main
+from snnse.deploy import agreement_db
+from snnse.export import OnnxStreamer, export_onnx, initial_flat_state, metadata, quantize_int8, session
+from snnse.models import count_parameters
+from snnse.footprint import graph_footprint, model_footprint, parse_bytes, verdict
+from snnse.streaming import Streamer
+
+from .helpers import make_fire, speech
+
+# every family: both masker types, their ANN twins, and the front-end/masker cross-combinations
+CONFIGS = {
+    "dpsnn": ("dpsnn", dict(N=64, B=64, H=64)),
+    "dpsnn_ann": ("dpsnn", dict(spiking=False, N=64, B=64, H=64)),
+    "spiking_s4": ("spiking_s4", dict(d_model=64, d_state=16, n_layers=2)),
+    "spiking_s4_ann": ("spiking_s4", dict(spiking=False, d_model=64, d_state=16, n_layers=2)),
+    "dpsnn_stft": ("dpsnn", dict(frontend="stft", L=512, stride=128, context_dur=0.032, B=64, H=64)),
+    "s4_conv": ("spiking_s4", dict(frontend="conv", n_fft=80, hop=40, d_model=32, d_state=8, n_layers=1)),
+}
+STANDARD_DOMAINS = ("", "ai.onnx")
+
+
+def _model(key):
+    torch.manual_seed(0)
+    name, kw = CONFIGS[key]
+    return make_fire(snnse.get(name, **kw)).float().eval()
+
+
+@pytest.fixture(scope="module")
+def clip(data_dir):
+    return speech(data_dir, 1.0, "p287_004").float()
+
+
+@pytest.mark.parametrize("key", list(CONFIGS))
+def test_onnx_step_streams_like_torch(key, clip, tmp_path):
+    model = _model(key)
+    with torch.no_grad():
+        _, aux = model(clip[None], return_aux=True)
+        st, h = Streamer(model), model.hop  # hop by hop, as deployed
+        ref = torch.cat([st.feed(clip[i : i + h]) for i in range(0, clip.numel(), h)] + [st.flush()]).numpy()
+    if model.spiking:  # the spiking layers really fire (spikes exported as GreaterOrEqual + Cast)
+        for layer, s in aux["record"].items():
+            if layer != "readout":
+                assert 0.01 <= s.mean() <= 0.6, (layer, s.mean().item())
+    path = tmp_path / "step.onnx"
+    meta = export_onnx(model, path)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    ops = {n.op_type for n in proto.graph.node}
+    assert all(n.domain in STANDARD_DOMAINS for n in proto.graph.node)
+    assert [(o.domain, o.version) for o in proto.opset_import] == [("", 17)]
+    assert "GreaterOrEqual" in ops or not model.spiking
+    # inputs/outputs: audio + state, fixed shapes, state out in the same order and shapes
+    ins, outs = proto.graph.input, proto.graph.output
+    shape = lambda v: [d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
+    assert ins[0].name == "audio" and shape(ins[0]) == [1, model.hop]
+    assert outs[0].name == "enhanced" and shape(outs[0]) == [1, model.hop]
+    flat, _, names = initial_flat_state(model)
+    assert [i.name for i in ins[1:]] == names and [o.name for o in outs[1:]] == [f"new_{n}" for n in names]
+    assert [shape(i) for i in ins[1:]] == [shape(o) for o in outs[1:]] == [list(t.shape) for t in flat]
+    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in [*ins, *outs])
+    # metadata
+    md = metadata(path)
+    assert md == {p.key: p.value for p in proto.metadata_props} and md["opset"] == "17"
+    assert md["model"] == CONFIGS[key][0] and md["snnse_version"] == snnse.__version__
+    assert int(md["sample_rate"]) == 16000 and int(md["hop"]) == model.hop
+    assert int(md["delay_samples"]) == model.frame_length - model.hop == int(meta["delay_samples"])
+    assert float(md["latency_ms"]) == model.latency_ms
+    # hop by hop in onnxruntime over the whole clip == the PyTorch Streamer
+    y = OnnxStreamer(session(path))(clip.numpy())
+    assert y.shape == ref.shape == clip.shape
+    assert np.abs(y - ref).max() < 1e-4, np.abs(y - ref).max()
+
+
+def test_initial_state_is_zero_and_checked(tmp_path):
+    model = _model("spiking_s4")
+    flat, _, names = initial_flat_state(model)
+    assert all(not t.any() for t in flat) and any(t.shape[-1] == 2 for t in flat)  # complex S4D state as pairs
+    sess = session(export_onnx(model, tmp_path / "a.onnx") and tmp_path / "a.onnx")
+    assert [tuple(i.shape) for i in sess.get_inputs()[1:]] == [tuple(t.shape) for t in flat]
+    real = model.initial_state
+    model.initial_state = lambda *a, **k: torch.utils._pytree.tree_map(torch.ones_like, real(*a, **k))
+    with pytest.raises(ValueError, match="not all zeros"):
+        export_onnx(model, tmp_path / "b.onnx")
+    assert not (tmp_path / "b.onnx").exists()
+
+
+def test_int8_is_smaller_and_close(tmp_path, data_dir, clip):
+    model = _model("dpsnn")
+    f32, q8 = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    export_onnx(model, f32)
+    calib = [speech(data_dir, 2.0, "p287_001").float().numpy()]  # not the clip it is scored on
+    info = quantize_int8(f32, q8, calib, max_hops=300)
+    assert info["calibration_hops"] == 300 and info["nodes"] and all(n.startswith("/masker/") for n in info["nodes"])
+    assert q8.stat().st_size < f32.stat().st_size
+    assert metadata(q8)["hop"] == metadata(f32)["hop"] and "quantization" in metadata(q8)
+    x = clip.numpy()
+    y_f, y_q = OnnxStreamer(session(f32))(x), OnnxStreamer(session(q8))(x)
+    assert y_q.shape == x.shape and np.isfinite(y_q).all()
+    assert agreement_db(y_f, y_q) > 15
+    fq = graph_footprint(q8)
+    assert fq["weights"].get("int8", 0) > 0 and fq["weight_bytes"] < graph_footprint(f32)["weight_bytes"]
+
+
+def test_footprint_is_consistent(tmp_path):
+    for key in ("dpsnn", "spiking_s4"):
+        model = _model(key)
+        fp = model_footprint(model)
+        assert fp["weight_bytes"] == sum(p.numel() * p.element_size() for p in model.parameters())
+        assert fp["weight_bytes"] == sum(fp["weights"].values()) == 4 * count_parameters(model)
+        assert fp["buffer_bytes"] == sum(b.numel() * b.element_size() for b in model.buffers())
+        path = tmp_path / f"{key}.onnx"
+        export_onnx(model, path)
+        g = graph_footprint(path)
+        assert g["state_bytes"] == fp["state_bytes"] > 0  # complex64 = two float32
+        assert g["weight_bytes"] == sum(g["weights"].values()) and g["weight_bytes"] <= g["file_bytes"]
+        assert 0 < g["peak_activation_bytes"] and g["io_bytes"] == 2 * 4 * model.hop
+        v = verdict(g)
+        assert v["flash_budget"] == 2 * 1024**2 and v["ram_budget"] == 786 * 1024 and v["fits_ram"]
+        # the STFT graph carries two dense [514, 512] Fourier matrices (2 MB): too big for 2 MB of flash
+        assert v["fits_flash"] == (key == "dpsnn") and v["flash_needed"] == g["weight_bytes"]
+        assert not verdict(g, ram="1KB")["fits_ram"]
+    assert parse_bytes("786KB") == 804864 and parse_bytes("2MB") == 2097152 and parse_bytes(1000) == 1000
+    with pytest.raises(ValueError):
+        parse_bytes("lots")
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "dpsnn.pt"
+    _model("dpsnn").save(path)
+    return path
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_export_cli(ckpt, tmp_path, capsys):
+    code, out, err = _run(capsys, "export", ckpt, "-o", tmp_path / "m.onnx", "--quantize", "int8",
+                          "--json", tmp_path / "m.json", "--ram", "64KB")
+    assert code == 0, err
+    assert "float32 graph" in out and "int8 graph" in out and "budget: flash" in out and "fits" in out
+    rep = json.loads((tmp_path / "m.json").read_text())
+    assert rep["int8"]["file_bytes"] == (tmp_path / "m.onnx").stat().st_size < rep["float32"]["file_bytes"]
+    assert rep["int8"]["verdict"]["ram_budget"] == 64 * 1024
+    assert rep["model_footprint"]["weight_bytes"] == 4 * count_parameters(snnse.load(ckpt))
+    assert _run(capsys, "export", ckpt, "-o", tmp_path / "m.txt")[0] == 2
+    assert _run(capsys, "export", ckpt, "-o", tmp_path / "n.onnx", "--ram", "lots")[0] == 2
+    assert _run(capsys, "export", tmp_path / "missing.pt", "-o", tmp_path / "n.onnx")[0] == 2
+
+
+def test_stream_cli_both_backends(ckpt, data_dir, tmp_path, capsys):
+    src = data_dir / "voicebank_debug" / "noisy" / "p287_002.wav"
+    x, sr = sf.read(src)
+    outs = {}
+    for backend in ("onnx", "torch"):
+        dst = tmp_path / f"{backend}.wav"
+        code, out, err = _run(capsys, "stream", src, "-o", dst, "--model", ckpt, "--backend", backend,
+                              "--json", tmp_path / f"{backend}.json")
+        assert code == 0, err
+        for what in ("per-hop compute: median", "µs", "% of the hop", "p99", "real-time factor", "total latency"):
+            assert what in out
+        r = json.loads((tmp_path / f"{backend}.json").read_text())
+        assert r["hops"] == len(x) // 40 and r["algorithmic_latency_ms"] == 5 and r["median_us"] > 0
+        assert r["total_latency_ms"] == pytest.approx(5 + r["median_us"] / 1000)
+        outs[backend], sr_out = sf.read(dst)
+        assert sr_out == sr and outs[backend].shape == x.shape and sf.info(str(dst)).subtype == "PCM_16"
+    assert np.abs(outs["onnx"] - outs["torch"]).max() <= 2 / 32768
+    onnx_path = tmp_path / "m.onnx"
+    export_onnx(snnse.load(ckpt), onnx_path)  # an exported graph is accepted as --model too
+    assert _run(capsys, "stream", src, "-o", tmp_path / "g.wav", "--model", onnx_path)[0] == 0
+    assert np.abs(sf.read(tmp_path / "g.wav")[0] - outs["onnx"]).max() == 0
+
+
+def test_stream_cli_input_handling(ckpt, data_dir, tmp_path, capsys, monkeypatch):
+    x, sr = sf.read(data_dir / "voicebank_debug" / "noisy" / "p287_003.wav", dtype="float32")
+    x = x[: sr // 2]
+    stereo, low, empty, nan, junk = (tmp_path / n for n in ("st.wav", "8k.wav", "e.wav", "nan.wav", "junk.wav"))
+    sf.write(stereo, np.stack([x, 0.5 * x], 1), sr)
+    sf.write(low, x[::2], sr // 2)
+    sf.write(empty, np.zeros(0), sr)
+    sf.write(nan, np.where(np.arange(x.size) == 100, np.nan, x), sr, subtype="FLOAT")
+    junk.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really")
+    run = lambda src, *a: _run(capsys, "stream", src, "-o", tmp_path / "out.wav", "--model", ckpt, *a)  # noqa
+    code, _, err = run(stereo)
+    assert code == 1 and "channels" in err and "--downmix" in err and not (tmp_path / "out.wav").exists()
+    assert run(stereo, "--downmix")[0] == 0 and sf.info(str(tmp_path / "out.wav")).channels == 1
+    code, _, err = run(low, "--backend", "torch")
+    assert code == 0 and "resampled 8000 Hz -> 16000 Hz" in err
+    info = sf.info(str(tmp_path / "out.wav"))
+    assert info.samplerate == 8000 and info.frames == x.size // 2
+    for bad, why in ((empty, "empty"), (nan, "NaN"), (junk, "cannot read"), (tmp_path / "none.wav", "not found")):
+        code, _, err = run(bad)
+        assert code == 1 and why in err, err
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    before = low.read_bytes()
+    assert _run(capsys, "stream", low, "-o", low, "--model", ckpt)[0] == 2 and low.read_bytes() == before
+    assert run(low, "--model", tmp_path / "none.pt")[0] == 2
+    assert run(low, "--model", tmp_path / "none.onnx")[0] == 2
+    export_onnx(snnse.load(ckpt), tmp_path / "g.onnx")
+    assert run(low, "--model", tmp_path / "g.onnx", "--backend", "torch")[0] == 2
+    monkeypatch.setenv("SNNSE_PRETRAINED_DIR", str(tmp_path / "no-weights"))
+    code, _, err = _run(capsys, "stream", low, "-o", tmp_path / "d.wav")
+    assert code == 2 and "not installed" in err
