@@ -230,7 +230,7 @@ def test_enhance_usage_errors(noisy_dir, ckpts, tmp_path, capsys):
 # ---------------------------------------------------------------- snnse --version, fit --print_config
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = sorted(p.name for p in (REPO / "configs").glob("*.yaml"))
+RECIPES = sorted(str(p.relative_to(REPO / "configs")) for p in (REPO / "configs").rglob("*.yaml"))
 
 
 def test_version(capsys):
