@@ -57,10 +57,13 @@ class Streamer:
     def _run(self, chunk: torch.Tensor) -> torch.Tensor:
         if self.state is None:
             self.state = self.model.initial_state(self.batch, chunk.device, chunk.dtype)
-        rec = {} if self.record else None
-        out, self.state = self.model.step(chunk, self.state, rec)
-        for k, v in (rec or {}).items():
-            self._records.setdefault(k, []).append(v)
+        if self.record:
+            rec: dict = {}
+            out, self.state = self.model.step(chunk, self.state, rec)
+            for k, v in rec.items():
+                self._records.setdefault(k, []).append(v)
+        else:
+            out, self.state = self.model.step(chunk, self.state)
         if self.to_skip:
             drop = min(self.to_skip, out.shape[-1])
             out, self.to_skip = out[..., drop:], self.to_skip - drop
@@ -73,10 +76,17 @@ class Streamer:
         if x.dim() != 2 or x.shape[0] != self.batch:
             raise ValueError(f"expected [{self.batch}, n] samples, got shape {tuple(samples.shape)}")
         self.total_in += x.shape[-1]
-        buf = x if self.pending is None or not self.pending.shape[-1] else torch.cat([self.pending, x], -1)
-        n = buf.shape[-1] - buf.shape[-1] % self.hop
-        self.pending = buf[:, n:]
-        out = self._run(buf[:, :n]) if n else buf.new_zeros(self.batch, 0)
+        pending = self.pending
+        buf = x if pending is None or not pending.shape[-1] else torch.cat([pending, x], -1)
+        size = buf.shape[-1]
+        n = size - size % self.hop
+        if n == size:  # whole hops (e.g. one hop per call): nothing left over, no slicing
+            if pending is None or pending.shape[-1]:
+                self.pending = buf[:, :0]
+            out = self._run(buf) if n else buf
+        else:
+            self.pending = buf[:, n:]
+            out = self._run(buf[:, :n]) if n else buf.new_zeros(self.batch, 0)
         self.total_out += out.shape[-1]
         return out.squeeze(0) if squeeze else out
 

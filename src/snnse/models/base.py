@@ -29,6 +29,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .. import fast_step
 from ..frontends import Frontend
 from ..atomic import atomic_path
 
@@ -105,13 +106,27 @@ class Enhancer(nn.Module):
         }
 
     def step(self, chunk: torch.Tensor, state: dict, record: dict | None = None) -> tuple[torch.Tensor, dict]:
-        """Consume ``chunk [B, k·hop]``; return the ``k·hop`` output samples that became final."""
+        """Consume ``chunk [B, k·hop]``; return the ``k·hop`` output samples that became final.
+
+        One hop without autograd takes the fast path of :mod:`snnse.fast_step` (same result up to
+        float rounding, same state structure); everything else runs through the modules.
+        """
+        if chunk.shape[-1] == self.frontend.hop and not torch.is_grad_enabled():
+            plan = fast_step.plan_for(self)
+            if plan is not None:
+                res = plan.step(chunk, state, record)
+                if res is not None:
+                    return res
         hist, pending = state["frontend"]
         frames, hist = self.frontend.frames_step(chunk, hist)
         feats, ctx = self.frontend.analyze(frames)
         mask, mstate = self.masker(feats, state["masker"], record)
         out, pending = self.frontend.overlap_add_step(self.frontend.synthesize(mask, ctx), pending)
         return out, {"frontend": (hist, pending), "masker": mstate}
+
+    def _apply(self, fn, recurse=True):  # .to(), .double(), .cuda(): rebuild the fast-step constants
+        fast_step.invalidate(self)
+        return super()._apply(fn, recurse)
 
     # ---- persistence ----------------------------------------------------------------------
     def checkpoint(self) -> dict:

@@ -1,0 +1,158 @@
+"""Time of one streaming hop on one thread, fast path against module path, measured in one run.
+
+For each model (paper configurations) this times single hops of real audio through
+``Streamer.feed`` (one hop per call) and through the raw ``model.step(chunk, state)``, with the
+fast path of :mod:`snnse.fast_step` on and off (``fast_step.disabled()``: the module path, the
+code before the fast path existed). The four variants run interleaved in short rounds so that
+background load hits them alike; the table gives median and 99th percentile per hop, as µs and
+as a share of the hop duration, and the module/fast ratio of the medians. With ``--onnx`` it also
+times the exported ONNX step (:mod:`snnse.export`, onnxruntime, one thread) when available.
+
+Usage: OMP_NUM_THREADS=1 python benchmarks/bench_stream_step.py [--models dpsnn spiking_s4]
+       [--hops 3000] [--round 50] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+import snnse
+from snnse import fast_step
+from snnse.streaming import Streamer
+
+SR = 16000
+CONFIGS = {
+    "dpsnn": dict(L=80, stride=40, N=256, B=256, H=256, context_dur=0.01, X=1),
+    "spiking_s4": dict(n_fft=512, hop=128, window="rect", d_model=256, d_state=64, n_layers=4, unit="plif"),
+}
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "voicebank_debug" / "noisy"
+
+
+def audio(n: int) -> torch.Tensor:
+    """``n`` samples of real noisy speech (repeated), or noise if the data is missing."""
+    try:
+        import soundfile as sf
+
+        xs = [torch.from_numpy(sf.read(f, dtype="float32")[0]) for f in sorted(DATA.glob("*.wav"))]
+        x = torch.cat(xs)
+    except Exception:  # noqa: BLE001 - benchmark still runs without the data
+        x = torch.randn(SR * 10) * 0.1
+    return x.repeat(-(-n // x.numel()))[:n]
+
+
+def variants(model, x, onnx_step=None):
+    """name -> (fast path on?, callable(i) that processes hop ``i``, the state carried inside)."""
+    hop = model.hop
+    out = {}
+    for label, fast in (("fast", True), ("module", False)):
+        st = Streamer(model)
+        state = {"s": model.initial_state(1)}
+
+        def feed(i, st=st):
+            st.feed(x[i * hop:(i + 1) * hop])
+
+        def step(i, state=state):
+            _, state["s"] = model.step(x[None, i * hop:(i + 1) * hop], state["s"])
+
+        out[f"Streamer.feed, {label}"] = (fast, feed)
+        out[f"model.step, {label}"] = (fast, step)
+    if onnx_step is not None:
+        out["onnxruntime step"] = (True, lambda i: onnx_step(x[i * hop:(i + 1) * hop]))
+    return out
+
+
+def measure(model, n_hops, round_len, onnx_step=None):
+    x = audio((n_hops + 200) * model.hop)
+    fns = variants(model, x, onnx_step)
+    times = {k: [] for k in fns}
+    try:
+        for k, (fast, f) in fns.items():  # warm-up (plans, caches, allocator)
+            fast_step.set_enabled(fast)
+            for i in range(50):
+                f(i)
+        i0 = 50
+        while i0 < n_hops + 50:
+            for k, (fast, f) in fns.items():
+                fast_step.set_enabled(fast)
+                for i in range(i0, i0 + round_len):
+                    t = time.perf_counter()
+                    f(i)
+                    times[k].append(time.perf_counter() - t)
+            i0 += round_len
+    finally:
+        fast_step.set_enabled(True)
+    return times
+
+
+def onnx_stepper(model):
+    """A per-hop ONNX runtime step of ``model`` (one thread), or None if unavailable."""
+    try:
+        import tempfile
+
+        import onnxruntime as ort
+
+        from snnse import export
+    except Exception:  # noqa: BLE001
+        return None
+    path = Path(tempfile.mkdtemp()) / "step.onnx"
+    export.export_onnx(model, path)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = so.inter_op_num_threads = 1
+    st = export.OnnxStreamer(ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]))
+    return lambda hop: st.step(hop.numpy())
+
+
+def profile(model, n=300):
+    from torch.profiler import profile as prof
+
+    x = audio((n + 1) * model.hop)
+    st = Streamer(model)
+    with prof() as p:
+        for i in range(n):
+            st.feed(x[i * model.hop:(i + 1) * model.hop])
+    print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=list(CONFIGS))
+    ap.add_argument("--hops", type=int, default=3000, help="timed hops per variant")
+    ap.add_argument("--round", type=int, default=50, help="hops per variant before switching")
+    ap.add_argument("--onnx", action="store_true", help="also time the exported ONNX step (onnxruntime)")
+    ap.add_argument("--profile", action="store_true", help="torch.profiler table of the fast Streamer path")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    print(f"# snnse {snnse.__version__}, torch {torch.__version__}, {platform.machine()}, 1 thread, "
+          f"{args.hops} hops per variant in rounds of {args.round}{load}\n")
+    print("| model | variant | median | p99 | median / hop | p99 / hop | module / fast |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.models:
+        model = snnse.get(name, **CONFIGS[name]).eval()
+        hop_us = 1e6 * model.hop / SR
+        onnx_step = onnx_stepper(model) if args.onnx else None
+        with torch.inference_mode():
+            times = measure(model, args.hops, args.round, onnx_step)
+            if args.profile:
+                profile(model)
+        med = {}
+        for k, ts in times.items():
+            ts = sorted(ts)
+            med[k] = ts[len(ts) // 2] * 1e6
+            p99 = ts[min(len(ts) - 1, int(0.99 * len(ts)))] * 1e6
+            ratio = ""
+            if k.endswith("module"):
+                ratio = f"{med[k] / med[k.replace('module', 'fast')]:.2f}×"
+            print(f"| {name} | {k} | {med[k]:.0f} µs | {p99:.0f} µs | {100 * med[k] / hop_us:.1f} % | "
+                  f"{100 * p99 / hop_us:.1f} % | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The fast one-hop plan of DPSNN (see :mod:`snnse.fast_step`).
+
+Same arithmetic as :class:`~snnse.models.dpsnn.DPSNNMasker` on one frame, operation for
+operation where that is free (so spikes and outputs agree with the module path to float
+rounding): ``H(x − θ)`` is computed as ``x >= θ`` (equal in IEEE arithmetic), the PLIF hard
+reset as a masked fill, the ALIF reset as one ``addcmul``, and the two SRNN biases are summed
+once.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .fast_step import _c, lif_decay, run_frontend
+
+
+class DPSNNPlan:
+    @classmethod
+    def build(cls, fe, masker, dtype, device):
+        from .neurons import ALIF, LeakyIntegrator, Suppression, Threshold
+
+        if type(masker.proj_unit) is not Threshold or type(masker.readout_unit) is not LeakyIntegrator \
+                or type(masker.suppress) is not Suppression:
+            return None
+        blocks = []
+        for b in masker.blocks:
+            plif = lif_decay(b.scnn_unit)
+            if plif is None or type(b.srnn_unit) is not ALIF or b.scnn.weight.shape[0] != b.channels:
+                return None
+            u = b.srnn_unit
+            blocks.append((
+                _c(b.scnn.weight.view(b.channels, b.kernel)), _c(b.scnn.bias), *plif,
+                _c(b.srnn_in.weight.T), _c(b.srnn_in.bias + b.srnn_rec.bias), _c(b.srnn_rec.weight.T),
+                _c(torch.sigmoid(u.a)), _c(torch.sigmoid(u.r)), u.b0, u.beta,
+            ))
+        p = cls()
+        p.fe, p.blocks = fe, tuple(blocks)
+        p.suffix = [str(i) if len(blocks) > 1 else "" for i in range(len(blocks))]
+        n = masker.norm
+        p.norm = (n.normalized_shape, _c(n.weight), _c(n.bias), n.eps)
+        p.w_proj, p.b_proj, p.th_proj = _c(masker.proj.weight.T), _c(masker.proj.bias), _c(masker.proj_unit.threshold)
+        p.w_ro, p.b_ro = _c(masker.readout.weight.T), _c(masker.readout.bias)
+        p.beta_ro = _c(torch.sigmoid(masker.readout_unit.b))
+        p.th_sup = _c(masker.suppress.threshold)
+        p.w_mask, p.b_mask = _c(masker.mask.weight.T), _c(masker.mask.bias)
+        return p
+
+    def step(self, chunk, state, record=None):
+        mstate = state["masker"]
+        new_blocks = []
+
+        def masker(feats):
+            shape, g, b, eps = self.norm
+            h = torch.addmm(self.b_proj, F.layer_norm(feats, shape, g, b, eps), self.w_proj)
+            s = (h >= self.th_proj).to(h.dtype)
+            if record is not None:
+                record["proj"] = s[:, None]
+            outs = []
+            for i, (blk, st) in enumerate(zip(self.blocks, mstate["blocks"])):
+                w, bias, k, v_th, w_in, b_in, w_rec, alpha, rho, b0, beta = blk
+                hist, (v1,), (v, eta, s_prev), y = st
+                xc = torch.cat([hist, s[:, :, None]], -1)
+                # SCNN: depthwise conv over the window, then PLIF (hard reset to 0)
+                v1 = torch.lerp(v1, (xc * w).sum(-1).add_(bias), k)
+                fired = v1 >= v_th
+                s1 = fired.to(v1.dtype)
+                v1 = v1.masked_fill_(fired, 0.0)
+                # SRNN: input and recurrent maps into ALIF
+                cur = torch.addmm(torch.addmm(b_in, s1, w_in), y, w_rec)
+                eta = torch.lerp(s_prev, eta, rho)
+                theta = (eta * beta).add_(b0)
+                v = torch.addcmul(torch.lerp(cur, v, alpha), theta, s_prev, value=-1)
+                s = (v >= theta).to(v.dtype)
+                if record is not None:
+                    record["scnn" + self.suffix[i]], record["srnn" + self.suffix[i]] = s1[:, None], s[:, None]
+                outs.append(s)
+                new_blocks.append((xc[..., 1:], (v1,), (v, eta, s), s))
+            r = torch.addmm(self.b_ro, outs[0] if len(outs) == 1 else torch.cat(outs, -1), self.w_ro)
+            u = torch.lerp(r, mstate["readout"][0], self.beta_ro)
+            new_blocks.append(u)
+            a = u * (u >= self.th_sup)
+            if record is not None:
+                record["readout"] = a[:, None]
+            return torch.addmm(self.b_mask, a, self.w_mask).sigmoid_()
+
+        out, fstate = run_frontend(self.fe, chunk, state["frontend"], masker)
+        u = new_blocks.pop()
+        return out, {"frontend": fstate, "masker": {"blocks": tuple(new_blocks), "readout": (u,)}}

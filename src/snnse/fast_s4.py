@@ -1,0 +1,77 @@
+"""The fast one-hop plan of Spiking-S4 (see :mod:`snnse.fast_step`).
+
+Same arithmetic as :class:`~snnse.models.spiking_s4.SpikingS4Masker` on one frame. The S4D
+recurrence ``x ← dA·x + dB·u``, ``y = 2 Re Σ C x + D u`` keeps its complex state; ``dB·u`` is
+added on the real view (no promotion of ``u`` to complex) and ``2 Re Σ C x`` is one real
+multiply-sum with ``(2 Re C, −2 Im C)`` interleaved. The input offset is folded into the
+encoder bias. Outputs equal the module path up to float rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .fast_step import _c, lif_decay, run_frontend
+
+
+class S4Plan:
+    @classmethod
+    def build(cls, fe, masker, dtype, device):
+        from .neurons import Activation
+        from .ssm import S4D
+
+        layers = []
+        for layer in masker.layers:
+            if type(layer.s4) is not S4D:
+                return None
+            unit = lif_decay(layer.unit)
+            if unit is None:
+                if type(layer.unit) is not Activation:
+                    return None
+                unit = (Activation.FUNCTIONS[layer.unit.kind], None)
+            _, dA, dB, C = layer.s4._discretize()
+            c2 = torch.view_as_real(C) * torch.tensor([2.0, -2.0], dtype=dtype, device=device)
+            n = layer.norm
+            layers.append((
+                _c(dA), _c(torch.view_as_real(dB)), _c(c2.flatten(-2)), _c(layer.s4.D),
+                _c(layer.emission.weight.T), _c(layer.emission.bias), *unit,
+                n.normalized_shape, _c(n.weight), _c(n.bias), n.eps,
+            ))
+        p = cls()
+        p.fe, p.layers = fe, tuple(layers)
+        w = masker.encoder.weight
+        p.w_enc, p.b_enc = _c(w.T), _c(masker.encoder.bias - masker.input_offset * w.sum(1))
+        p.w_dec, p.b_dec = _c(masker.decoder.weight.T), _c(masker.decoder.bias + 1.0)
+        return p
+
+    def step(self, chunk, state, record=None):
+        mstate = state["masker"]
+        if not all(st[0].is_complex() for st in mstate):  # e.g. a real-valued state of an export wrapper
+            return None
+        new_state = []
+
+        def masker(feats):
+            x = torch.addmm(self.b_enc, feats, self.w_enc)
+            for i, (layer, (xs, ustate)) in enumerate(zip(self.layers, mstate)):
+                dA, dB, c2, D, w_em, b_em, k, v_th, shape, g, b, eps = layer
+                # S4D: x ← dA·x + dB·u ;  y = 2 Re Σ C x + D u
+                xs = dA * xs
+                xr = torch.view_as_real(xs)
+                xr.addcmul_(dB, x[:, :, None, None])
+                y = torch.addcmul((xr.flatten(-2) * c2).sum(-1), D, x)
+                cur = torch.addmm(b_em, y, w_em)
+                if v_th is None:  # ANN twin: a stateless activation (k is the function)
+                    s = k(cur)
+                else:
+                    v = torch.lerp(ustate[0], cur, k)
+                    s = v >= v_th  # bool spikes: the residual add converts them
+                    ustate = (v.masked_fill_(s, 0.0),)
+                if record is not None:
+                    record[f"s4_{i}"] = s[:, None].to(x.dtype)
+                x = F.layer_norm(x + s, shape, g, b, eps)
+                new_state.append((xs, ustate))
+            return torch.addmm(self.b_dec, x, self.w_dec).relu_()
+
+        out, fstate = run_frontend(self.fe, chunk, state["frontend"], masker)
+        return out, {"frontend": fstate, "masker": tuple(new_state)}

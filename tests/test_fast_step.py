@@ -1,0 +1,184 @@
+import pytest
+import torch
+from torch.utils import _pytree as pytree
+
+import snnse
+from snnse import fast_step
+from snnse.streaming import Streamer
+
+from .helpers import make_fire, speech
+from .test_streaming import CONFIGS
+
+SMALL = {"dpsnn": dict(N=32, B=32, H=32), "spiking_s4": dict(n_fft=64, hop=16, d_model=32, d_state=8, n_layers=2)}
+
+
+def _hops(model, x, state=None):
+    """Run ``x [B, T]`` hop by hop through ``model.step``; returns output, final state and records."""
+    state = model.initial_state(x.shape[0], x.device, x.dtype) if state is None else state
+    outs, recs = [], {}
+    with torch.no_grad():
+        for i in range(0, x.shape[1] - model.hop + 1, model.hop):
+            rec = {}
+            y, state = model.step(x[:, i:i + model.hop], state, rec)
+            outs.append(y)
+            for k, v in rec.items():
+                recs.setdefault(k, []).append(v)
+    return torch.cat(outs, -1), state, {k: torch.cat(v, 1) for k, v in recs.items()}
+
+
+def _both(model, x):
+    fast = _hops(model, x)
+    with fast_step.disabled():
+        ref = _hops(model, x)
+    return fast, ref
+
+
+@pytest.mark.parametrize("key", list(CONFIGS))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fast_step_equals_module_step_on_speech(key, dtype, data_dir):
+    torch.manual_seed(0)
+    name, kw = CONFIGS[key]
+    model = make_fire(snnse.get(name, **kw)).to(dtype).eval()
+    x = torch.stack([speech(data_dir, 1.0, "p287_001"), speech(data_dir, 1.0, "p287_004")]).to(dtype)
+    supported = key != "dpsnn_ann"
+    assert (fast_step.plan_for(model) is not None) == supported
+    (y, st, rec), (y_ref, st_ref, rec_ref) = _both(model, x)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert (y - y_ref).abs().max() <= tol * max(1.0, y_ref.abs().max().item())
+    assert pytree.tree_structure(st) == pytree.tree_structure(st_ref)
+    for a, b in zip(pytree.tree_leaves(st), pytree.tree_leaves(st_ref)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+    assert rec.keys() == rec_ref.keys()
+    for k in rec:
+        if dtype == torch.float64 and model.spiking and k != "readout":
+            assert torch.equal(rec[k], rec_ref[k]), k
+        else:
+            torch.testing.assert_close(rec[k], rec_ref[k], atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_paths_can_be_mixed_and_streamer_uses_the_same_state(name):
+    torch.manual_seed(1)
+    model = make_fire(snnse.get(name, **SMALL[name])).double().eval()
+    x = torch.randn(1, 40 * model.hop, dtype=torch.float64) * 0.3
+    (y_fast, _, _), (y_ref, _, _) = _both(model, x)
+    state, outs = model.initial_state(1), []
+    with torch.no_grad():
+        for j, i in enumerate(range(0, x.shape[1], model.hop)):
+            with (fast_step.disabled() if j % 2 else torch.no_grad()):
+                y, state = model.step(x[:, i:i + model.hop], state)
+            outs.append(y)
+    torch.testing.assert_close(torch.cat(outs, -1), y_ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(y_fast, y_ref, atol=1e-12, rtol=0)
+
+
+def _changed(model, name):
+    p = dict(model.named_parameters())[name]
+    with torch.no_grad():
+        p.add_(0.5 * torch.randn_like(p))
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_cache_is_rebuilt_when_the_weights_change(name):
+    torch.manual_seed(2)
+    model = make_fire(snnse.get(name, **SMALL[name])).double().eval()
+    other = make_fire(snnse.get(name, **SMALL[name])).double().eval()
+    x = torch.randn(1, 20 * model.hop, dtype=torch.float64) * 0.3
+
+    def check():
+        (y, _, _), (y_ref, _, _) = _both(model, x)
+        torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=0)
+        return y
+
+    y0 = check()
+    plan = fast_step.plan_for(model)
+    assert fast_step.plan_for(model) is plan  # cached while nothing changes
+    # in place, e.g. an optimizer step of a training run
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    model.train()
+    model(x).pow(2).mean().backward()
+    opt.step()
+    model.eval()
+    y1 = check()
+    assert not torch.allclose(y0, y1)
+    # load_state_dict (in place, and assigning new parameters)
+    model.load_state_dict(other.state_dict())
+    y2 = check()
+    with torch.no_grad():
+        torch.testing.assert_close(y2, _hops(other, x)[0], atol=1e-12, rtol=0)
+    model.load_state_dict(make_fire(snnse.get(name, **SMALL[name])).double().state_dict(), assign=True)
+    check()
+    # every parameter, one at a time
+    for pname, _ in list(model.named_parameters()):
+        _changed(model, pname)
+        check()
+    # .data assignment, a replaced parameter, a replaced submodule, a dtype conversion
+    p = next(model.masker.parameters())
+    p.data = p.data + 0.1
+    check()
+    mod = next(m for m in model.masker.modules() if isinstance(m, torch.nn.Linear))
+    mod.weight = torch.nn.Parameter(mod.weight.detach() * 1.5)
+    check()
+    mod.bias = torch.nn.Parameter(mod.bias.detach() + 0.2)
+    check()
+    model.float()
+    (y, _, _), (y_ref, _, _) = _both(model, x.float())
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+
+
+def test_module_path_with_autograd_multiple_hops_and_when_disabled():
+    model = snnse.get("dpsnn", **SMALL["dpsnn"]).eval()
+    x = torch.randn(1, 3 * model.hop)
+    state = model.initial_state(1)
+    y, _ = model.step(x[:, :model.hop], state)  # autograd on: the module path, differentiable
+    assert y.requires_grad
+    y.sum().backward()
+    assert model.masker.proj.weight.grad is not None
+    with torch.no_grad():
+        y3, _ = model.step(x, state)  # three hops at once: the vectorised module path
+        with fast_step.disabled():
+            ref, _ = model.step(x, state)
+        assert torch.equal(y3, ref)
+        assert fast_step.enabled()
+    fast_step.set_enabled(False)
+    try:
+        assert fast_step.plan_for(model) is None
+    finally:
+        fast_step.set_enabled(True)
+
+
+def test_real_valued_s4_state_falls_back_to_the_module_path():
+    """An export wrapper may hand S4D a real ``[..., 2]`` state: the plan declines, the module decides."""
+    model = snnse.get("spiking_s4", **SMALL["spiking_s4"]).eval()
+    state = model.initial_state(1)
+    state["masker"] = tuple((torch.view_as_real(s), u) for s, u in state["masker"])
+    with torch.no_grad():
+        assert fast_step.plan_for(model).step(torch.zeros(1, model.hop), state) is None
+
+
+def test_streamer_one_hop_chunks_equal_offline(data_dir):
+    model = make_fire(snnse.get("dpsnn")).double().eval()
+    x = speech(data_dir, 0.5, "p287_001")
+    st = Streamer(model)
+    with torch.no_grad():
+        y = torch.cat([st.feed(x[i:i + model.hop]) for i in range(0, len(x), model.hop)] + [st.flush()])
+        torch.testing.assert_close(y, model(x), atol=1e-12, rtol=0)
+
+
+def test_copies_and_pickles_of_a_model_rebuild_their_own_plan():
+    import copy
+    import pickle
+
+    model = snnse.get("dpsnn", **SMALL["dpsnn"]).double().eval()
+    x = torch.randn(1, 10 * model.hop, dtype=torch.float64)
+    y = _hops(model, x)[0]
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert fast_step.plan_for(clone) is not fast_step.plan_for(model)
+        torch.testing.assert_close(_hops(clone, x)[0], y, atol=0, rtol=0)
+        with torch.no_grad():
+            next(clone.masker.parameters()).add_(1.0)
+        (yc, _, _), (yc_ref, _, _) = _both(clone, x)
+        torch.testing.assert_close(yc, yc_ref, atol=1e-12, rtol=0)
+        assert torch.equal(_hops(model, x)[0], y)
