@@ -95,16 +95,12 @@ def onnx_stepper(model):
     try:
         import tempfile
 
-        import onnxruntime as ort
-
         from snnse import export
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - onnx/onnxruntime not installed
         return None
     path = Path(tempfile.mkdtemp()) / "step.onnx"
     export.export_onnx(model, path)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = so.inter_op_num_threads = 1
-    st = export.OnnxStreamer(ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]))
+    st = export.OnnxStreamer(export.session(path))  # one thread, sequential, no spinning
     return lambda hop: st.step(hop.numpy())
 
 

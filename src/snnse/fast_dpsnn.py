@@ -53,14 +53,14 @@ class DPSNNPlan:
         def masker(feats):
             shape, g, b, eps = self.norm
             h = torch.addmm(self.b_proj, F.layer_norm(feats, shape, g, b, eps), self.w_proj)
-            s = (h >= self.th_proj).to(h.dtype)
+            s = h >= self.th_proj  # bool spikes: the cat below converts them
             if record is not None:
-                record["proj"] = s[:, None]
+                record["proj"] = s[:, None].to(h.dtype)
             outs = []
             for i, (blk, st) in enumerate(zip(self.blocks, mstate["blocks"])):
                 w, bias, k, v_th, w_in, b_in, w_rec, alpha, rho, b0, beta = blk
                 hist, (v1,), (v, eta, s_prev), y = st
-                xc = torch.cat([hist, s[:, :, None]], -1)
+                xc = torch.cat([hist, s[:, :, None]], -1)  # float (type promotion)
                 # SCNN: depthwise conv over the window, then PLIF (hard reset to 0)
                 v1 = torch.lerp(v1, (xc * w).sum(-1).add_(bias), k)
                 fired = v1 >= v_th

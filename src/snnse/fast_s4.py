@@ -34,7 +34,7 @@ class S4Plan:
             c2 = torch.view_as_real(C) * torch.tensor([2.0, -2.0], dtype=dtype, device=device)
             n = layer.norm
             layers.append((
-                _c(dA), _c(torch.view_as_real(dB)), _c(c2.flatten(-2)), _c(layer.s4.D),
+                _c(dA), _c(torch.view_as_real(dB).flatten(-2)), _c(c2.flatten(-2)), _c(layer.s4.D),
                 _c(layer.emission.weight.T), _c(layer.emission.bias), *unit,
                 n.normalized_shape, _c(n.weight), _c(n.bias), n.eps,
             ))
@@ -47,7 +47,7 @@ class S4Plan:
 
     def step(self, chunk, state, record=None):
         mstate = state["masker"]
-        if not all(st[0].is_complex() for st in mstate):  # e.g. a real-valued state of an export wrapper
+        if not mstate[0][0].is_complex():  # e.g. a real-valued state of an export wrapper
             return None
         new_state = []
 
@@ -57,9 +57,9 @@ class S4Plan:
                 dA, dB, c2, D, w_em, b_em, k, v_th, shape, g, b, eps = layer
                 # S4D: x ← dA·x + dB·u ;  y = 2 Re Σ C x + D u
                 xs = dA * xs
-                xr = torch.view_as_real(xs)
-                xr.addcmul_(dB, x[:, :, None, None])
-                y = torch.addcmul((xr.flatten(-2) * c2).sum(-1), D, x)
+                xr = torch.view_as_real(xs).flatten(-2)  # [B, H, 2M] view: (re, im) interleaved
+                xr.addcmul_(dB, x[:, :, None])
+                y = torch.addcmul((xr * c2).sum(-1), D, x)
                 cur = torch.addmm(b_em, y, w_em)
                 if v_th is None:  # ANN twin: a stateless activation (k is the function)
                     s = k(cur)
