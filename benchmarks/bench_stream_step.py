@@ -3,7 +3,8 @@
 For each model (paper configurations) this times single hops of real audio through
 ``Streamer.feed`` (one hop per call) and through the raw ``model.step(chunk, state)``, with the
 fast path of :mod:`snnse.fast_step` on and off (``fast_step.disabled()``: the module path, the
-code before the fast path existed). The four variants run interleaved in short rounds so that
+code before the fast path existed) and, for DPSNN, with and without the compiled step of
+:mod:`snnse.fast_cpp` (``fast_step.set_compiled``). The variants run interleaved in short rounds so that
 background load hits them alike; the table gives median and 99th percentile per hop, as µs and
 as a share of the hop duration, and the module/fast ratio of the medians. With ``--onnx`` it also
 times the exported ONNX step (:mod:`snnse.export`, onnxruntime, one thread) when available.
@@ -46,11 +47,19 @@ def audio(n: int) -> torch.Tensor:
     return x.repeat(-(-n // x.numel()))[:n]
 
 
+MODES = {"fast, compiled": (True, True), "fast, PyTorch": (True, False), "module": (False, False)}
+
+
 def variants(model, x, onnx_step=None):
-    """name -> (fast path on?, callable(i) that processes hop ``i``, the state carried inside)."""
+    """name -> (mode, callable(i) that processes hop ``i``, the state carried inside)."""
     hop = model.hop
+    with torch.no_grad():
+        fast_step.set_compiled(True)
+        has_compiled = getattr(fast_step.plan_for(model), "ops", None) is not None
     out = {}
-    for label, fast in (("fast", True), ("module", False)):
+    for label, mode in MODES.items():
+        if label == "fast, compiled" and not has_compiled:
+            continue
         st = Streamer(model)
         state = {"s": model.initial_state(1)}
 
@@ -60,11 +69,17 @@ def variants(model, x, onnx_step=None):
         def step(i, state=state):
             _, state["s"] = model.step(x[None, i * hop:(i + 1) * hop], state["s"])
 
-        out[f"Streamer.feed, {label}"] = (fast, feed)
-        out[f"model.step, {label}"] = (fast, step)
+        out[f"Streamer.feed, {label}"] = (mode, feed)
+        out[f"model.step, {label}"] = (mode, step)
     if onnx_step is not None:
-        out["onnxruntime step"] = (True, lambda i: onnx_step(x[i * hop:(i + 1) * hop]))
+        out["onnxruntime step"] = (MODES["module"], lambda i: onnx_step(x[i * hop:(i + 1) * hop]))
     return out
+
+
+def _set(mode):
+    fast_step.set_enabled(mode[0])
+    if fast_step.compiled() != mode[1]:
+        fast_step.set_compiled(mode[1])
 
 
 def measure(model, n_hops, round_len, onnx_step=None):
@@ -72,21 +87,23 @@ def measure(model, n_hops, round_len, onnx_step=None):
     fns = variants(model, x, onnx_step)
     times = {k: [] for k in fns}
     try:
-        for k, (fast, f) in fns.items():  # warm-up (plans, caches, allocator)
-            fast_step.set_enabled(fast)
+        for k, (mode, f) in fns.items():  # warm-up (plans, caches, allocator)
+            _set(mode)
             for i in range(50):
                 f(i)
         i0 = 50
         while i0 < n_hops + 50:
-            for k, (fast, f) in fns.items():
-                fast_step.set_enabled(fast)
-                for i in range(i0, i0 + round_len):
+            for k, (mode, f) in fns.items():
+                _set(mode)
+                f(i0)  # the first hop after a switch rebuilds the plan: not timed
+                for i in range(i0 + 1, i0 + round_len):
                     t = time.perf_counter()
                     f(i)
                     times[k].append(time.perf_counter() - t)
             i0 += round_len
     finally:
         fast_step.set_enabled(True)
+        fast_step.set_compiled(True)
     return times
 
 
@@ -102,6 +119,10 @@ def onnx_stepper(model):
     export.export_onnx(model, path)
     st = export.OnnxStreamer(export.session(path))  # one thread, sequential, no spinning
     return lambda hop: st.step(hop.numpy())
+
+
+def times_med(ts):
+    return sorted(ts)[len(ts) // 2] * 1e6
 
 
 def profile(model, n=300):
@@ -128,7 +149,7 @@ def main(argv=None):
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     print(f"# snnse {snnse.__version__}, torch {torch.__version__}, {platform.machine()}, 1 thread, "
           f"{args.hops} hops per variant in rounds of {args.round}{load}\n")
-    print("| model | variant | median | p99 | median / hop | p99 / hop | module / fast |")
+    print("| model | variant | median | p99 | median / hop | p99 / hop | speed-up over module path |")
     print("|---|---|---|---|---|---|---|")
     for name in args.models:
         model = snnse.get(name, **CONFIGS[name]).eval()
@@ -143,9 +164,8 @@ def main(argv=None):
             ts = sorted(ts)
             med[k] = ts[len(ts) // 2] * 1e6
             p99 = ts[min(len(ts) - 1, int(0.99 * len(ts)))] * 1e6
-            ratio = ""
-            if k.endswith("module"):
-                ratio = f"{med[k] / med[k.replace('module', 'fast')]:.2f}×"
+            base = k.split(", ")[0] + ", module"
+            ratio = f"{times_med(times[base]) / med[k]:.2f}×" if k != base and base in times else ""
             print(f"| {name} | {k} | {med[k]:.0f} µs | {p99:.0f} µs | {100 * med[k] / hop_us:.1f} % | "
                   f"{100 * p99 / hop_us:.1f} % | {ratio} |")
 

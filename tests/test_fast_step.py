@@ -12,25 +12,37 @@ from .test_streaming import CONFIGS
 SMALL = {"dpsnn": dict(N=32, B=32, H=32), "spiking_s4": dict(n_fft=64, hop=16, d_model=32, d_state=8, n_layers=2)}
 
 
-def _hops(model, x, state=None):
-    """Run ``x [B, T]`` hop by hop through ``model.step``; returns output, final state and records."""
-    state = model.initial_state(x.shape[0], x.device, x.dtype) if state is None else state
+def _hops(model, x, record=True):
+    """Run ``x [B, T]`` hop by hop through ``model.step``; returns output, final state and records.
+
+    Without ``record`` DPSNN takes the compiled step (when allowed), with it the PyTorch plan.
+    """
+    state = model.initial_state(x.shape[0], x.device, x.dtype)
     outs, recs = [], {}
     with torch.no_grad():
         for i in range(0, x.shape[1] - model.hop + 1, model.hop):
-            rec = {}
+            rec = {} if record else None
             y, state = model.step(x[:, i:i + model.hop], state, rec)
             outs.append(y)
-            for k, v in rec.items():
+            for k, v in (rec or {}).items():
                 recs.setdefault(k, []).append(v)
     return torch.cat(outs, -1), state, {k: torch.cat(v, 1) for k, v in recs.items()}
 
 
-def _both(model, x):
-    fast = _hops(model, x)
+def _both(model, x, record=True):
+    fast = _hops(model, x, record)
     with fast_step.disabled():
-        ref = _hops(model, x)
+        ref = _hops(model, x, record)
     return fast, ref
+
+
+@pytest.fixture(params=["compiled", "pytorch"])
+def plan_kind(request):
+    """Run a test with the compiled DPSNN step allowed (the default) and with the PyTorch plan only."""
+    old = fast_step.compiled()
+    fast_step.set_compiled(request.param == "compiled")
+    yield request.param
+    fast_step.set_compiled(old)
 
 
 @pytest.mark.parametrize("key", list(CONFIGS))
@@ -58,11 +70,11 @@ def test_fast_step_equals_module_step_on_speech(key, dtype, data_dir):
 
 
 @pytest.mark.parametrize("name", list(SMALL))
-def test_paths_can_be_mixed_and_streamer_uses_the_same_state(name):
+def test_paths_can_be_mixed_and_streamer_uses_the_same_state(name, plan_kind):
     torch.manual_seed(1)
     model = make_fire(snnse.get(name, **SMALL[name])).double().eval()
     x = torch.randn(1, 40 * model.hop, dtype=torch.float64) * 0.3
-    (y_fast, _, _), (y_ref, _, _) = _both(model, x)
+    (y_fast, _, _), (y_ref, _, _) = _both(model, x, record=False)
     state, outs = model.initial_state(1), []
     with torch.no_grad():
         for j, i in enumerate(range(0, x.shape[1], model.hop)):
@@ -80,14 +92,14 @@ def _changed(model, name):
 
 
 @pytest.mark.parametrize("name", list(SMALL))
-def test_cache_is_rebuilt_when_the_weights_change(name):
+def test_cache_is_rebuilt_when_the_weights_change(name, plan_kind):
     torch.manual_seed(2)
     model = make_fire(snnse.get(name, **SMALL[name])).double().eval()
     other = make_fire(snnse.get(name, **SMALL[name])).double().eval()
     x = torch.randn(1, 20 * model.hop, dtype=torch.float64) * 0.3
 
     def check():
-        (y, _, _), (y_ref, _, _) = _both(model, x)
+        (y, _, _), (y_ref, _, _) = _both(model, x, record=False)
         torch.testing.assert_close(y, y_ref, atol=1e-12, rtol=0)
         return y
 
@@ -123,7 +135,7 @@ def test_cache_is_rebuilt_when_the_weights_change(name):
     mod.bias = torch.nn.Parameter(mod.bias.detach() + 0.2)
     check()
     model.float()
-    (y, _, _), (y_ref, _, _) = _both(model, x.float())
+    (y, _, _), (y_ref, _, _) = _both(model, x.float(), record=False)
     assert y.dtype == torch.float32
     torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
 
@@ -158,7 +170,7 @@ def test_real_valued_s4_state_falls_back_to_the_module_path():
         assert fast_step.plan_for(model).step(torch.zeros(1, model.hop), state) is None
 
 
-def test_streamer_one_hop_chunks_equal_offline(data_dir):
+def test_streamer_one_hop_chunks_equal_offline(data_dir, plan_kind):
     model = make_fire(snnse.get("dpsnn")).double().eval()
     x = speech(data_dir, 0.5, "p287_001")
     st = Streamer(model)
@@ -179,6 +191,37 @@ def test_copies_and_pickles_of_a_model_rebuild_their_own_plan():
         torch.testing.assert_close(_hops(clone, x)[0], y, atol=0, rtol=0)
         with torch.no_grad():
             next(clone.masker.parameters()).add_(1.0)
-        (yc, _, _), (yc_ref, _, _) = _both(clone, x)
+        (yc, _, _), (yc_ref, _, _) = _both(clone, x, record=False)
         torch.testing.assert_close(yc, yc_ref, atol=1e-12, rtol=0)
         assert torch.equal(_hops(model, x)[0], y)
+
+
+@pytest.mark.parametrize("kw", [{}, dict(N=32, B=16, H=16, X=2), dict(N=24, B=8, H=8, context_dur=0.0)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_compiled_dpsnn_step_equals_module_step(kw, dtype, plan_kind, data_dir):
+    """Without a record (the Streamer's usual call) DPSNN runs the compiled step when it builds."""
+    from snnse import fast_cpp
+
+    torch.manual_seed(3)
+    model = make_fire(snnse.get("dpsnn", **kw)).to(dtype).eval()
+    with torch.no_grad():
+        plan = fast_step.plan_for(model)
+    assert (plan.ops is not None) == (plan_kind == "compiled" and fast_cpp.load() is not None)
+    x = torch.stack([speech(data_dir, 1.0, "p287_001"), speech(data_dir, 1.0, "p287_004")]).to(dtype)
+    outs, states = {}, {}
+    for mode in ("fast", "module"):
+        state, ys = model.initial_state(2), []
+        with torch.no_grad(), (fast_step.disabled() if mode == "module" else torch.no_grad()):
+            for i in range(0, x.shape[1] - model.hop + 1, model.hop):
+                y, state = model.step(x[:, i:i + model.hop], state)  # no record
+                ys.append(y)
+        outs[mode], states[mode] = torch.cat(ys, -1), state
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert (outs["fast"] - outs["module"]).abs().max() <= tol
+    assert pytree.tree_structure(states["fast"]) == pytree.tree_structure(states["module"])
+    for a, b in zip(pytree.tree_leaves(states["fast"]), pytree.tree_leaves(states["module"])):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        if dtype == torch.float64:
+            torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+    if dtype == torch.float64:  # the spikes in the state (previous SRNN output) are identical
+        assert torch.equal(states["fast"]["masker"]["blocks"][0][3], states["module"]["masker"]["blocks"][0][3])

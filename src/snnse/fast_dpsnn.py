@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .fast_step import _c, lif_decay, run_frontend
+from . import fast_step
+from .fast_step import ConvFE, _c, lif_decay, run_frontend
 
 
 class DPSNNPlan:
@@ -44,9 +45,33 @@ class DPSNNPlan:
         p.beta_ro = _c(torch.sigmoid(masker.readout_unit.b))
         p.th_sup = _c(masker.suppress.threshold)
         p.w_mask, p.b_mask = _c(masker.mask.weight.T), _c(masker.mask.bias)
+        p.ops = None
+        if isinstance(fe, ConvFE) and device.type == "cpu" and fast_step.compiled():
+            from . import fast_cpp
+
+            p.ops = fast_cpp.load()
+            p.cpp_w = [fe.w_enc, fe.b_enc, fe.w_dec, fe.b_dec, p.norm[1], p.norm[2], p.w_proj, p.b_proj, p.th_proj]
+            p.cpp_f = [float(p.norm[3])]
+            for w, bias, k, v_th, w_in, b_in, w_rec, alpha, rho, b0, beta in p.blocks:
+                p.cpp_w += [w, bias, k, w_in, b_in, w_rec, alpha, rho]
+                p.cpp_f += [v_th, b0, beta]
+            p.cpp_w += [p.w_ro, p.b_ro, p.beta_ro, p.th_sup, p.w_mask, p.b_mask]
         return p
 
+    def compiled_step(self, chunk, state):
+        """The hop as one call of ``torch.ops.snnse_step.dpsnn_step`` (same state structure)."""
+        (hist, pending), ms = state["frontend"], state["masker"]
+        flat = [hist, pending]
+        for h, (v1,), (v, eta, s), y in ms["blocks"]:
+            flat += [h, v1, v, eta, s, y]
+        flat.append(ms["readout"][0])
+        r = self.ops.dpsnn_step(chunk, self.cpp_w, self.cpp_f, flat)
+        blocks = tuple((r[i], (r[i + 1],), (r[i + 2], r[i + 3], r[i + 4]), r[i + 5]) for i in range(3, len(r) - 1, 6))
+        return r[0], {"frontend": (r[1], r[2]), "masker": {"blocks": blocks, "readout": (r[-1],)}}
+
     def step(self, chunk, state, record=None):
+        if self.ops is not None and record is None:
+            return self.compiled_step(chunk, state)
         mstate = state["masker"]
         new_blocks = []
 

@@ -24,7 +24,9 @@ else takes the module path, which stays the reference. Spikes and outputs equal 
 up to float rounding (``tests/test_fast_step.py``).
 
 :func:`enabled` / :func:`set_enabled` / :func:`disabled` switch it (e.g. to time the module
-path); the environment variable ``SNNSE_FAST_STEP=0`` disables it.
+path); the environment variable ``SNNSE_FAST_STEP=0`` disables it. For DPSNN with the learned
+front-end the plan calls the compiled step of :mod:`snnse.fast_cpp` when that builds (and no
+activity is recorded); :func:`set_compiled` or ``SNNSE_FAST_STEP=torch`` keep it in PyTorch.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ import os
 import torch
 from torch.nn.modules import module as _module
 
-_enabled = os.environ.get("SNNSE_FAST_STEP", "1") not in ("0", "false", "no")
+_ENV = os.environ.get("SNNSE_FAST_STEP", "auto").lower()
+_enabled = _ENV not in ("0", "false", "no", "off")
+_compiled = _ENV not in ("torch",)  # the compiled DPSNN step of snnse.fast_cpp, when it builds
 _generation = [0]  # bumped whenever any parameter, buffer or submodule is registered
 
 
@@ -55,6 +59,18 @@ def enabled() -> bool:
 def set_enabled(flag: bool) -> None:
     global _enabled
     _enabled = bool(flag)
+
+
+def compiled() -> bool:
+    """Whether plans built from now on may use the compiled step (:mod:`snnse.fast_cpp`)."""
+    return _compiled
+
+
+def set_compiled(flag: bool) -> None:
+    """Allow or forbid the compiled step; existing plans are rebuilt on their next use."""
+    global _compiled
+    _compiled = bool(flag)
+    _bump()
 
 
 @contextlib.contextmanager
