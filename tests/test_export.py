@@ -215,3 +215,24 @@ def test_stream_cli_input_handling(ckpt, data_dir, tmp_path, capsys, monkeypatch
     monkeypatch.setenv("SNNSE_PRETRAINED_DIR", str(tmp_path / "no-weights"))
     code, _, err = _run(capsys, "stream", low, "-o", tmp_path / "d.wav")
     assert code == 2 and "not installed" in err
+
+
+def test_plain_onnxruntime_loop_of_the_readme(ckpt, data_dir, tmp_path):
+    """The README's loop (onnxruntime only, no snnse) gives the samples of OnnxStreamer."""
+    import onnxruntime as ort
+
+    export_onnx(snnse.load(ckpt), tmp_path / "m.onnx")
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    meta = sess.get_modelmeta().custom_metadata_map
+    hop, delay = int(meta["hop"]), int(meta["delay_samples"])
+    names = [i.name for i in sess.get_inputs()]
+    state = [np.zeros(i.shape, np.float32) for i in sess.get_inputs()[1:]]
+    x = speech(data_dir, 0.7, "p287_005").float().numpy()
+    n = len(x)
+    xp = np.pad(x, (0, -(-(n + delay) // hop) * hop - n))
+    out = []
+    for i in range(0, len(xp), hop):
+        y, *state = sess.run(None, dict(zip(names, [xp[None, i : i + hop], *state])))
+        out.append(y[0])
+    enhanced = np.concatenate(out)[delay : delay + n]
+    assert np.array_equal(enhanced, OnnxStreamer(session(tmp_path / "m.onnx"))(x))
