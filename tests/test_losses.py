@@ -1,11 +1,11 @@
-"""The optional multi-resolution STFT loss (in neither paper; used by the bundled recipes)."""
+"""The optional losses of the bundled recipes (in neither paper): multi-resolution STFT and STOI."""
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
-from snnse.losses import EnhancementLoss, mrstft_loss, si_snr
+from snnse.losses import EnhancementLoss, mrstft_loss, si_snr, stoi_loss
 from snnse.models import base
 
 
@@ -42,5 +42,38 @@ def test_enhancement_loss_adds_weighted_mrstft(data_dir):
     assert parts["mrstft"].item() == pytest.approx(mrstft_loss(est[:, 160:], c[:, 160:]).item(), rel=1e-12)
     assert loss.item() == pytest.approx(plain.item() + 2.5 * parts["mrstft"].item(), rel=1e-12)
     assert plain.item() == pytest.approx(100 - si_snr(est[:, 160:], c[:, 160:]).mean().item(), rel=1e-12)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_stoi_loss_follows_pystoi_on_real_mixtures(data_dir):
+    """1 − stoi_loss tracks the measure (pystoi, with its silent-frame removal) across SNRs."""
+    from pystoi import stoi
+
+    vb = data_dir / "voicebank_debug"
+    c = sf.read(vb / "clean" / "p287_002.wav")[0]
+    noise = sf.read(vb / "noisy" / "p287_002.wav")[0] - c
+    ours, ref = [], []
+    for gain in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0):
+        x = c + gain * noise
+        ref.append(stoi(c, x, 16000))
+        ours.append(1 - stoi_loss(torch.from_numpy(x)[None], torch.from_numpy(c)[None]).item())
+    assert ours[0] == pytest.approx(1.0, abs=1e-6)
+    assert all(a > b for a, b in zip(ours, ours[1:]))  # monotone in the noise level, like STOI
+    assert np.max(np.abs(np.subtract(ours, ref))) < 0.05
+    with pytest.raises(ValueError, match="at least 30 frames"):
+        stoi_loss(torch.zeros(1, 4000), torch.zeros(1, 4000))
+
+
+def test_enhancement_loss_adds_weighted_stoi(data_dir):
+    torch.manual_seed(0)
+    model = base.get("dpsnn", N=16, B=16, H=16).double()
+    x, c = _pair(data_dir)
+    plain, _ = EnhancementLoss(offset=100.0)(model, x, c, context=160)
+    loss, parts = EnhancementLoss(offset=100.0, stoi=30.0)(model, x, c, context=160)
+    est = model(x)
+    want = stoi_loss(est[:, 160:], c[:, 160:]).item()
+    assert parts["stoi"].item() == pytest.approx(1 - want, rel=1e-12)
+    assert loss.item() == pytest.approx(plain.item() + 30.0 * want, rel=1e-12)
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

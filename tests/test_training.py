@@ -98,11 +98,11 @@ def test_recipes_resolve_and_follow_the_papers(name):
     if name.startswith("dpsnn"):
         assert cfg["optim"]["name"] == "adam" and cfg["optim"]["lr"] == 1e-2
         assert cfg["optim"]["gamma"] == 0.9999 and cfg["optim"]["lr_floor"] == 1e-3
-        assert cfg["loss"] == {**DPSNN_LOSS, "mrstft": 0.0} and cfg["data"]["segment"] == 1.0 and cfg["data"]["context"] == 160
+        assert cfg["loss"] == {**DPSNN_LOSS, "mrstft": 0.0, "stoi": 0.0} and cfg["data"]["segment"] == 1.0 and cfg["data"]["context"] == 160
     else:
         assert cfg["optim"]["name"] == "radam" and cfg["optim"]["lr"] == 1e-3
         assert cfg["optim"]["weight_decay"] == 1e-5 and cfg["trainer"]["gradient_clip_val"] == 10
-        assert cfg["loss"] == {**S4_LOSS, "mrstft": 0.0}
+        assert cfg["loss"] == {**S4_LOSS, "mrstft": 0.0, "stoi": 0.0}
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs" / "pretrained").glob("*.yaml")))

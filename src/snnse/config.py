@@ -33,7 +33,8 @@ DEFAULTS: dict = {
         "metrics_subset": 4,    # validation files (per process) that also get PESQ and STOI
     },
     "loss": {"offset": 0.0, "wave_mse": 0.0, "activity_l1": 0.0, "activity_layers": [], "mask_mse": 0.0,
-             "mrstft": 0.0},  # mrstft: multi-resolution STFT loss weight (in neither paper)
+             "mrstft": 0.0,   # mrstft: multi-resolution STFT loss weight (in neither paper)
+             "stoi": 0.0},    # stoi: weight of 1 − differentiable STOI (in neither paper)
     "optim": {
         "name": "adam",         # adam | adamw | radam
         "lr": 1e-3,

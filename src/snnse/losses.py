@@ -10,6 +10,8 @@
   magnitudes at several resolutions; Yamamoto et al. 2020, used by Défossez et al. 2020 for
   denoising), which penalises audible spectral artifacts that SI-SNR alone tolerates early in
   training. Off (weight 0) in the paper recipes.
+* Optional, in neither paper: ``1 − STOI`` with a differentiable STOI (:func:`stoi_loss`), the
+  intelligibility measure that SI-SNR alone can trade away at moderate SNRs. Off by default.
 
 The first ``context`` samples of every segment are warm-up for the recurrent state:
 SI-SNR and the waveform MSE ignore them.
@@ -65,9 +67,54 @@ def mrstft_loss(est: torch.Tensor, ref: torch.Tensor,
     return total / len(resolutions)
 
 
+def _third_octave_bands(n_fft: int, sample_rate: int, n_bands: int = 15, low: float = 150.0) -> torch.Tensor:
+    """``[n_bands, n_fft // 2 + 1]`` 0/1 matrix of STOI's one-third octave bands (centres ``low·2^(k/3)``)."""
+    freqs = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * sample_rate / n_fft
+    centres = low * 2.0 ** (torch.arange(n_bands, dtype=torch.float64) / 3)
+    lo, hi = centres * 2 ** (-1 / 6), centres * 2 ** (1 / 6)
+    return ((freqs[None] >= lo[:, None]) & (freqs[None] < hi[:, None])).double()
+
+
+def stoi_loss(est: torch.Tensor, ref: torch.Tensor, sample_rate: int = 16000, segment: int = 30,
+              beta_db: float = -15.0, eps: float = 1e-8) -> torch.Tensor:
+    """``1 −`` a differentiable short-time objective intelligibility (STOI), batch mean.
+
+    STOI's steps at ``sample_rate`` instead of 10 kHz: 25 ms Hann frames with 50 % overlap and a
+    512-point (16 kHz) FFT, 15 one-third octave bands from 150 Hz, envelopes over ``segment``
+    frames (375 ms at 16 kHz), the estimate's envelope scaled to the reference's and
+    clipped at ``β = beta_db``, then the correlation coefficient per band and segment, averaged.
+    Unlike the measure, no silent frames are removed (training crops are mostly speech): use
+    :mod:`snnse.metrics` for scores; this is a training objective that follows them closely.
+
+    Shape:
+        est, ref: ``[B, T]`` with ``T`` of at least ``segment`` frames (~0.4 s) → scalar.
+
+    References:
+        Taal, Hendriks, Heusdens, Jensen, "An algorithm for intelligibility prediction of
+        time-frequency weighted noisy speech", IEEE TASLP 19(7), 2011.
+    """
+    frame = int(round(0.025 * sample_rate))
+    n_fft = 1 << (frame - 1).bit_length()
+    win = torch.hann_window(frame, dtype=est.dtype, device=est.device)
+    bands = _third_octave_bands(n_fft, sample_rate).to(est)
+    env = []
+    for x in (est, ref):
+        power = torch.stft(x, n_fft, frame // 2, frame, window=win, center=False, return_complex=True).abs().pow(2)
+        env.append(torch.sqrt(bands @ power + eps))  # [B, 15, frames]
+    if env[0].shape[-1] < segment:
+        raise ValueError(f"stoi_loss needs at least {segment} frames ({segment * frame // 2} samples), "
+                         f"got {env[0].shape[-1]}")
+    y, x = (e.unfold(-1, segment, 1) for e in env)  # [B, 15, S, N]
+    alpha = x.norm(dim=-1, keepdim=True) / (y.norm(dim=-1, keepdim=True) + eps)
+    y = torch.minimum(alpha * y, x * (1 + 10 ** (-beta_db / 20)))
+    x, y = x - x.mean(-1, keepdim=True), y - y.mean(-1, keepdim=True)
+    corr = (x * y).sum(-1) / (x.norm(dim=-1) * y.norm(dim=-1) + eps)
+    return 1 - corr.mean()
+
+
 class EnhancementLoss(nn.Module):
     """``offset − SI-SNR + wave_mse·MSE + activity_l1·Σ_layers mean|a| + mask_mse·MSE(mask)
-    + mrstft·MRSTFT``.
+    + mrstft·MRSTFT + stoi·(1 − STOI)``.
 
     Args:
         offset: Constant added (DPSNN: 100) — it only shifts the logged value.
@@ -76,15 +123,17 @@ class EnhancementLoss(nn.Module):
         activity_layers: Names in the masker's ``record`` (DPSNN: ``proj``, ``readout``).
         mask_mse: Weight of ``MSE(mask · noisy features, clean features)``.
         mrstft: Weight of :func:`mrstft_loss` (0: off, as in both papers).
+        stoi: Weight of :func:`stoi_loss` (0: off, as in both papers).
 
     ``forward(model, noisy, clean, context=0)`` returns ``(loss, parts)`` where ``parts`` holds
     detached components (``sisnr``, ``wave_mse``, ``l1_<layer>``, ``mask_mse``) for logging.
     """
 
     def __init__(self, offset: float = 0.0, wave_mse: float = 0.0, activity_l1: float = 0.0,
-                 activity_layers: Sequence[str] = (), mask_mse: float = 0.0, mrstft: float = 0.0):
+                 activity_layers: Sequence[str] = (), mask_mse: float = 0.0, mrstft: float = 0.0,
+                 stoi: float = 0.0, sample_rate: int = 16000):
         super().__init__()
-        self.mrstft = float(mrstft)
+        self.mrstft, self.stoi, self.sample_rate = float(mrstft), float(stoi), int(sample_rate)
         self.offset, self.wave_mse, self.activity_l1 = float(offset), float(wave_mse), float(activity_l1)
         self.activity_layers, self.mask_mse = tuple(activity_layers), float(mask_mse)
 
@@ -115,6 +164,10 @@ class EnhancementLoss(nn.Module):
             mr = mrstft_loss(est[..., c:], clean[..., c:])
             loss = loss + self.mrstft * mr
             parts["mrstft"] = mr.detach()
+        if self.stoi:
+            st = stoi_loss(est[..., c:], clean[..., c:], self.sample_rate)
+            loss = loss + self.stoi * st
+            parts["stoi"] = (1 - st).detach()
         if self.mask_mse:
             fe = model.frontend
             clean_feats, _ = fe.analyze(fe.frames(clean))

@@ -108,7 +108,7 @@ class EnhancementTask(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.model = base.get(model_name, **model_kwargs)
-        self.loss = EnhancementLoss(**loss)
+        self.loss = EnhancementLoss(**loss, sample_rate=self.model.sample_rate)
         self.optim, self.context, self.metrics_subset = dict(optim), int(context), int(metrics_subset)
         self.validated_step = -1
 
