@@ -93,10 +93,20 @@ def _frames_step_slices(fe, chunk: torch.Tensor, history: torch.Tensor):
     return frames, buf[:, buf.shape[-1] - fe.overlap :]
 
 
+def _overlap_add_cat(fe, frames: torch.Tensor, pending: torch.Tensor):
+    """:meth:`~snnse.frontends.Frontend.overlap_add_step` for one frame with ``cat`` instead of an
+    in-place slice update (which exports as ScatterND and a dozen shape operators)."""
+    if frames.shape[1] != 1:
+        return type(fe).overlap_add_step(fe, frames, pending)
+    y = frames[:, 0]
+    y = torch.cat([y[:, : fe.overlap] + pending, y[:, fe.overlap :]], -1)
+    return fe.finalize(y[:, : fe.hop]), y[:, fe.hop :]
+
+
 @contextlib.contextmanager
 def onnx_friendly(model: nn.Module):
     """Within the block, S4D layers take and return real ``[..., 2]`` states (ONNX has no complex),
-    front-ends frame with slices, and the neurons use their reference per-step code (no fused or compiled kernels)."""
+    front-ends frame and overlap-add with slices and ``cat``, and the neurons use their reference per-step code (no fused or compiled kernels)."""
     from .neurons import backend
     from .ssm import S4D
 
@@ -111,8 +121,9 @@ def onnx_friendly(model: nn.Module):
             m._onnx_consts = tuple(t.detach().clone() for t in (dA.real, dA.imag, dB.real, dB.imag, C.real, C.imag))
             m.forward = types.MethodType(_s4d_real_forward, m)
         elif isinstance(m, Frontend):
-            patched.append((m, "frames_step"))
+            patched += [(m, "frames_step"), (m, "overlap_add_step")]
             m.frames_step = types.MethodType(_frames_step_slices, m)
+            m.overlap_add_step = types.MethodType(_overlap_add_cat, m)
     try:  # the fast streaming path of snnse.fast_step (if present) skips traced calls anyway
         from .fast_step import disabled as fast_off
     except ImportError:  # pragma: no cover
