@@ -1,17 +1,20 @@
-"""Compiled one-hop DPSNN step: the plan of :mod:`snnse.fast_dpsnn` as one C++ call.
+"""Compiled one-hop steps: the DPSNN plan (:mod:`snnse.fast_dpsnn`) and the Spiking-S4 masker
+(:mod:`snnse.fast_s4`, LIF/PLIF units), each as one C++ call.
 
 Optional, with the PyTorch plan as the fallback: :func:`load` compiles the source below with
 ``torch.utils.cpp_extension.load_inline`` on first use (light ATen headers, cached under
 ``~/.cache/torch_extensions`` like :mod:`snnse.kernels`, but a separate extension, so that a
 failure here never changes the training kernels), registers ``torch.ops.snnse_step.dpsnn_step``
-and returns None (with one warning) if the build fails.
+and ``s4_masker``, and returns None (with one warning) if the build fails.
 
-One call does a whole hop of the learned front-end and the DPSNN masker for every batch row: the
+One DPSNN call does a whole hop of the learned front-end and the masker for every batch row: the
 matrix-vector products in ``axpy`` form over the transposed weights, skipping zero inputs (binary
 spikes, the ReLU zeros of the encoder output, the suppressed readout), and every element-wise
 step in one pass over the channels. Same formulas as the modules (``torch.lerp``'s two-sided
 form, ``H(x − θ) = x >= θ``, hard and soft resets); sums are accumulated in another order than
-MKL's, so the outputs equal the module path up to float rounding.
+MKL's, so the outputs equal the module path up to float rounding. The Spiking-S4 call runs the
+masker (encoder, the S4D recurrences in real pairs, emission, LIF, residual, layer norm, decoder);
+its STFT front-end stays in PyTorch (``rfft``/``irfft``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ SOURCE = r"""
 #include <ATen/core/Tensor.h>
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/view_as_complex.h>
+#include <ATen/ops/view_as_real.h>
 #include <torch/library.h>
 #include <cmath>
 #include <cstdint>
@@ -159,8 +165,99 @@ static std::vector<Tensor> dpsnn_step(const Tensor& x, std::vector<Tensor> w, st
   return out;
 }
 
+// Spiking-S4 masker on one frame, LIF/PLIF units: feats [B,F] -> mask [B,F].
+// w: enc_w [F,D], enc_b [D] (input offset folded in), per layer: dA [D,M,2], dB [D,2M], c2 [D,2M] (2 Re C, -2 Im C
+//    interleaved), Dskip [D], em_w [D,D], em_b [D], k [], ln_g [D], ln_b [D]; then dec_w [D,F], dec_b [F] (+1 folded)
+// f: per layer v_th, ln_eps.  s: per layer x [B,D,M] complex, v [B,D].
+// returns: mask [B,F], then the new state in the order of s.
+// stft: feats_ is the complex spectrum [B,F]; the features are sqrt(re² + im² + eps) and the first result is
+// the masked spectrum (complex [B,F]) instead of the mask.
+static std::vector<Tensor> s4_masker(const Tensor& input, std::vector<Tensor> w, std::vector<double> f,
+                                     std::vector<Tensor> s, bool stft, double eps) {
+  const int64_t n_layers = (static_cast<int64_t>(w.size()) - 4) / 9;
+  TORCH_CHECK(static_cast<int64_t>(w.size()) == 4 + 9 * n_layers && static_cast<int64_t>(s.size()) == 2 * n_layers,
+              "s4_masker: bad argument lists");
+  Tensor spec = stft ? at::view_as_real(input).contiguous() : Tensor();
+  Tensor feats = stft ? at::empty({input.size(0), input.size(1)}, spec.options()) : input.contiguous();
+  const int64_t B = feats.size(0), F = feats.size(1), D = w[0].size(1);
+  for (auto& t : w) t = t.contiguous();
+  std::vector<Tensor> out{at::empty({B, F}, feats.options())}, xr(n_layers);
+  for (int64_t l = 0; l < n_layers; ++l) {
+    xr[l] = at::view_as_real(s[2 * l]).contiguous();
+    s[2 * l + 1] = s[2 * l + 1].contiguous();
+    out.push_back(at::empty_like(xr[l]));
+    out.push_back(at::empty({B, D}, feats.options()));
+  }
+  AT_DISPATCH_FLOATING_TYPES(feats.scalar_type(), "s4_masker", [&] {
+    using T = scalar_t;
+    auto P = [&](const Tensor& t) { return t.data_ptr<T>(); };
+    std::vector<T> x(D), y(D), cur(D);
+    for (int64_t b = 0; b < B; ++b) {
+      if (stft) {
+        const T* R z = P(spec) + b * 2 * F;
+        T* R mag = P(feats) + b * F;
+        for (int64_t i = 0; i < F; ++i) mag[i] = std::sqrt(z[2 * i] * z[2 * i] + z[2 * i + 1] * z[2 * i + 1] + T(eps));
+      }
+      axpy_gemv<T>(P(feats) + b * F, F, P(w[0]), D, P(w[1]), x.data());
+      for (int64_t l = 0; l < n_layers; ++l) {
+        const Tensor* wl = &w[2 + 9 * l];
+        const int64_t M2 = wl[1].size(1);  // 2 M
+        const T *dA = P(wl[0]), *dB = P(wl[1]), *c2 = P(wl[2]), *Dk = P(wl[3]);
+        const T *xo = P(xr[l]) + b * D * M2, *vo = P(s[2 * l + 1]) + b * D;
+        T *xn = P(out[1 + 2 * l]) + b * D * M2, *vn = P(out[2 + 2 * l]) + b * D;
+        // S4D: x <- dA x + dB u (complex, real pairs); y = 2 Re sum C x + D u
+        for (int64_t h = 0; h < D; ++h) {
+          const T u = x[h];
+          T acc = T(0);
+          for (int64_t j = 0; j < M2; j += 2) {
+            const int64_t i = h * M2 + j;
+            const T ar = dA[i], ai = dA[i + 1], r = xo[i], im = xo[i + 1];
+            const T nr = (ar * r - ai * im) + dB[i] * u, ni = (ar * im + ai * r) + dB[i + 1] * u;
+            xn[i] = nr;
+            xn[i + 1] = ni;
+            acc += nr * c2[i] + ni * c2[i + 1];
+          }
+          y[h] = acc + Dk[h] * u;
+        }
+        axpy_gemv<T>(y.data(), D, P(wl[4]), D, P(wl[5]), cur.data());
+        const T k = *P(wl[6]), v_th = static_cast<T>(f[2 * l]);
+        double mean = 0, var = 0;
+        for (int64_t h = 0; h < D; ++h) {  // LIF (hard reset to 0), residual
+          const T v = lerp(vo[h], cur[h], k);
+          const bool fired = v >= v_th;
+          vn[h] = fired ? T(0) : v;
+          x[h] += fired ? T(1) : T(0);
+          mean += x[h];
+        }
+        mean /= D;
+        for (int64_t h = 0; h < D; ++h) var += (x[h] - mean) * (x[h] - mean);
+        const T rstd = static_cast<T>(1.0 / std::sqrt(var / D + f[2 * l + 1])), mu = static_cast<T>(mean);
+        const T *g = P(wl[7]), *be = P(wl[8]);
+        for (int64_t h = 0; h < D; ++h) x[h] = (x[h] - mu) * rstd * g[h] + be[h];
+      }
+      const int64_t last = 2 + 9 * n_layers;
+      T* m = P(out[0]) + b * F;
+      axpy_gemv<T>(x.data(), D, P(w[last]), F, P(w[last + 1]), m);
+      for (int64_t i = 0; i < F; ++i) m[i] = m[i] > T(0) ? m[i] : T(0);
+    }
+  });
+  for (int64_t l = 0; l < n_layers; ++l) out[1 + 2 * l] = at::view_as_complex(out[1 + 2 * l]);
+  if (stft) {  // masked spectrum = spectrum · mask
+    Tensor masked = at::empty_like(spec);
+    AT_DISPATCH_FLOATING_TYPES(feats.scalar_type(), "s4_masker_stft", [&] {
+      using T = scalar_t;
+      const T *z = spec.data_ptr<T>(), *m = out[0].data_ptr<T>();
+      T* o = masked.data_ptr<T>();
+      for (int64_t i = 0; i < B * F; ++i) { o[2 * i] = z[2 * i] * m[i]; o[2 * i + 1] = z[2 * i + 1] * m[i]; }
+    });
+    out[0] = at::view_as_complex(masked);
+  }
+  return out;
+}
+
 TORCH_LIBRARY(snnse_step, m) {
   m.def("dpsnn_step(Tensor x, Tensor[] w, float[] f, Tensor[] s) -> Tensor[]", &dpsnn_step);
+  m.def("s4_masker(Tensor feats, Tensor[] w, float[] f, Tensor[] s, bool stft, float eps) -> Tensor[]", &s4_masker);
 }
 """
 

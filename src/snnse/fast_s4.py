@@ -4,7 +4,8 @@ Same arithmetic as :class:`~snnse.models.spiking_s4.SpikingS4Masker` on one fram
 recurrence ``x ← dA·x + dB·u``, ``y = 2 Re Σ C x + D u`` keeps its complex state; ``dB·u`` is
 added on the real view (no promotion of ``u`` to complex) and ``2 Re Σ C x`` is one real
 multiply-sum with ``(2 Re C, −2 Im C)`` interleaved. The input offset is folded into the
-encoder bias. Outputs equal the module path up to float rounding.
+encoder bias. Outputs equal the module path up to float rounding. With LIF/PLIF units and no
+record, the masker runs as one compiled call (:mod:`snnse.fast_cpp`) when that builds.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .fast_step import _c, lif_decay, run_frontend
+from . import fast_step
+from .fast_step import STFTFE, _c, lif_decay, run_frontend
 
 
 class S4Plan:
@@ -43,13 +45,54 @@ class S4Plan:
         w = masker.encoder.weight
         p.w_enc, p.b_enc = _c(w.T), _c(masker.encoder.bias - masker.input_offset * w.sum(1))
         p.w_dec, p.b_dec = _c(masker.decoder.weight.T), _c(masker.decoder.bias + 1.0)
+        p.ops = None
+        if device.type == "cpu" and fast_step.compiled() and all(layer[7] is not None for layer in layers):
+            from . import fast_cpp
+
+            p.ops = fast_cpp.load()
+            p.cpp_w, p.cpp_f = [p.w_enc, p.b_enc], []
+            for dA, dB, c2, D, w_em, b_em, k, v_th, _, g, b, eps in layers:
+                p.cpp_w += [_c(torch.view_as_real(dA)), dB, c2, D, w_em, b_em, k, g, b]
+                p.cpp_f += [v_th, float(eps)]
+            p.cpp_w += [p.w_dec, p.b_dec]
         return p
+
+    def compiled_masker(self, feats, mstate, new_state, stft=False):
+        """The masker as one call of ``torch.ops.snnse_step.s4_masker``; with ``stft``, ``feats`` is the
+        complex spectrum and the result the masked spectrum."""
+        flat = [t for xs, (v,) in mstate for t in (xs, v)]
+        r = self.ops.s4_masker(feats, self.cpp_w, self.cpp_f, flat, stft, self.fe.eps if stft else 0.0)
+        new_state.extend((r[i], (r[i + 1],)) for i in range(1, len(r), 2))
+        return r[0]
+
+    def compiled_stft_step(self, chunk, state):
+        """STFT front-end around the compiled masker: ``rfft`` → masker (magnitude and masking inside)
+        → ``irfft`` → overlap-add."""
+        fe, (hist, pending), new_state = self.fe, state["frontend"], []
+        buf = torch.cat([hist, chunk], 1)
+        spec = torch.fft.rfft(buf if fe.window is None else buf * fe.window)
+        masked = self.compiled_masker(spec, state["masker"], new_state, stft=True)
+        y = torch.fft.irfft(masked, n=fe.n_fft).mul_(fe.synth)
+        ov, hop = fe.overlap, fe.hop
+        if ov == hop:
+            out = y[:, :hop] + pending
+        else:
+            if ov:
+                y[:, :ov].add_(pending)
+            out = y[:, :hop]
+        return out, {"frontend": (buf[:, hop:], y[:, hop:]), "masker": tuple(new_state)}
 
     def step(self, chunk, state, record=None):
         mstate = state["masker"]
         if not mstate[0][0].is_complex():  # e.g. a real-valued state of an export wrapper
             return None
         new_state = []
+        if self.ops is not None and record is None:
+            if isinstance(self.fe, STFTFE):
+                return self.compiled_stft_step(chunk, state)
+            out, fstate = run_frontend(self.fe, chunk, state["frontend"],
+                                       lambda feats: self.compiled_masker(feats, mstate, new_state))
+            return out, {"frontend": fstate, "masker": tuple(new_state)}
 
         def masker(feats):
             x = torch.addmm(self.b_enc, feats, self.w_enc)
