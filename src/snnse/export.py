@@ -106,7 +106,8 @@ def _overlap_add_cat(fe, frames: torch.Tensor, pending: torch.Tensor):
 @contextlib.contextmanager
 def onnx_friendly(model: nn.Module):
     """Within the block, S4D layers take and return real ``[..., 2]`` states (ONNX has no complex),
-    front-ends frame and overlap-add with slices and ``cat``, and the neurons use their reference per-step code (no fused or compiled kernels)."""
+    front-ends frame and overlap-add with slices and ``cat``, and the neurons use their reference
+    per-step code (no fused or compiled kernels)."""
     from .neurons import backend
     from .ssm import S4D
 
