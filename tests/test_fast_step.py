@@ -229,3 +229,19 @@ def test_compiled_step_equals_module_step(key, dtype, plan_kind, data_dir):
         assert a.numel() == 0 or (a - b).abs().max() <= tol * scale
     if dtype == torch.float64 and name == "dpsnn":  # the spikes in the state (previous SRNN output)
         assert torch.equal(st["masker"]["blocks"][0][3], st_ref["masker"]["blocks"][0][3])
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_fast_step_leaves_its_input_state_alone(name, plan_kind):
+    model = make_fire(snnse.get(name, **SMALL[name])).double().eval()
+    x = torch.randn(1, 5 * model.hop, dtype=torch.float64)
+    with torch.no_grad():
+        state = model.step(x[:, :model.hop], model.initial_state(1))[1]
+        state = model.step(x[:, model.hop:2 * model.hop], state)[1]
+        before = [t.clone() for t in pytree.tree_leaves(state)]
+        a = model.step(x[:, 2 * model.hop:3 * model.hop], state)[0]
+        b = model.step(x[:, 2 * model.hop:3 * model.hop], state)[0]
+        assert torch.equal(a, b)
+        assert all(torch.equal(p, q) for p, q in zip(before, pytree.tree_leaves(state)))
+        with pytest.raises(RuntimeError):  # another dtype: the module path decides (and refuses)
+            model.step(x[:, :model.hop].float(), model.initial_state(1, dtype=torch.float32))

@@ -24,9 +24,10 @@ else takes the module path, which stays the reference. Spikes and outputs equal 
 up to float rounding (``tests/test_fast_step.py``).
 
 :func:`enabled` / :func:`set_enabled` / :func:`disabled` switch it (e.g. to time the module
-path); the environment variable ``SNNSE_FAST_STEP=0`` disables it. For DPSNN with the learned
-front-end the plan calls the compiled step of :mod:`snnse.fast_cpp` when that builds (and no
-activity is recorded); :func:`set_compiled` or ``SNNSE_FAST_STEP=torch`` keep it in PyTorch.
+path); the environment variable ``SNNSE_FAST_STEP=0`` disables it. When no activity is recorded,
+on the CPU, the DPSNN plan (learned front-end) and the Spiking-S4 plan (LIF/PLIF units) call the
+compiled steps of :mod:`snnse.fast_cpp` if those build (once, cached); :func:`set_compiled` or
+``SNNSE_FAST_STEP=torch`` keep everything in PyTorch.
 """
 
 from __future__ import annotations
@@ -142,7 +143,10 @@ def build(model):
         from .fast_s4 import S4Plan as Plan
     else:
         return None
-    return Plan.build(fe, model.masker, params[0].dtype, params[0].device)
+    plan = Plan.build(fe, model.masker, params[0].dtype, params[0].device)
+    if plan is not None:
+        plan.dtype, plan.device = params[0].dtype, params[0].device
+    return plan
 
 
 _REAL = (torch.float32, torch.float64)

@@ -113,7 +113,7 @@ class Enhancer(nn.Module):
         """
         if chunk.shape[-1] == self.frontend.hop and not torch.is_grad_enabled():
             plan = fast_step.plan_for(self)
-            if plan is not None:
+            if plan is not None and chunk.dtype == plan.dtype and chunk.device == plan.device:
                 res = plan.step(chunk, state, record)
                 if res is not None:
                     return res
