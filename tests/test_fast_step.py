@@ -201,6 +201,7 @@ COMPILED = {
     "dpsnn_x2": ("dpsnn", dict(N=32, B=16, H=16, X=2)),
     "dpsnn_k1": ("dpsnn", dict(N=24, B=8, H=8, context_dur=0.0)),
     "spiking_s4": ("spiking_s4", {}),
+    "s4_hann": ("spiking_s4", dict(window="hann", d_model=64, d_state=16, n_layers=2)),
     "s4_conv_lif": ("spiking_s4", dict(frontend="conv", n_fft=80, hop=40, d_model=64, d_state=16, n_layers=2,
                                        unit="lif")),
 }

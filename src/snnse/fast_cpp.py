@@ -13,8 +13,9 @@ spikes, the ReLU zeros of the encoder output, the suppressed readout), and every
 step in one pass over the channels. Same formulas as the modules (``torch.lerp``'s two-sided
 form, ``H(x − θ) = x >= θ``, hard and soft resets); sums are accumulated in another order than
 MKL's, so the outputs equal the module path up to float rounding. The Spiking-S4 call runs the
-masker (encoder, the S4D recurrences in real pairs, emission, LIF, residual, layer norm, decoder);
-its STFT front-end stays in PyTorch (``rfft``/``irfft``).
+masker (encoder, the S4D recurrences in real pairs, emission, LIF, residual, layer norm, decoder),
+and with the STFT front-end the whole hop (framing, ``at::fft_rfft``/``at::fft_irfft``, the
+magnitude, the masking and the overlap-add) in the same call.
 """
 
 from __future__ import annotations
@@ -28,12 +29,17 @@ SOURCE = r"""
 #include <ATen/core/Tensor.h>
 #include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/fft_irfft.h>
+#include <ATen/ops/fft_rfft.h>
+#include <ATen/ops/mul.h>
 #include <ATen/ops/view_as_complex.h>
 #include <ATen/ops/view_as_real.h>
 #include <torch/library.h>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 using at::Tensor;
@@ -255,7 +261,39 @@ static std::vector<Tensor> s4_masker(const Tensor& input, std::vector<Tensor> w,
   return out;
 }
 
+// A whole Spiking-S4 hop with the STFT front-end: frame [history, x] (times the window unless rectangular),
+// rfft, the masker above (magnitude and masking inside), irfft times the synthesis window, overlap-add.
+// returns: out [B,hop], history [B,ov], pending [B,ov], then the masker state in the order of s
+static std::vector<Tensor> s4_stft_step(const Tensor& x, const Tensor& hist, const Tensor& pending,
+                                        const std::optional<Tensor>& window, const Tensor& synth, std::vector<Tensor> w,
+                                        std::vector<double> f, std::vector<Tensor> s, double eps) {
+  const int64_t B = x.size(0), hop = x.size(1), ov = hist.size(1), L = hop + ov;
+  Tensor buf = at::cat({hist, x}, 1);
+  Tensor spec = at::fft_rfft(window.has_value() && window->defined() ? at::mul(buf, *window) : buf);
+  std::vector<Tensor> r = s4_masker(spec, std::move(w), std::move(f), std::move(s), true, eps);
+  Tensor y = at::fft_irfft(r[0], L).contiguous();
+  Tensor pend = pending.contiguous(), synth_c = synth.contiguous();
+  std::vector<Tensor> out{at::empty({B, hop}, x.options()), at::empty({B, ov}, x.options()),
+                          at::empty({B, ov}, x.options())};
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "s4_stft_step", [&] {
+    using T = scalar_t;
+    const T *yp = y.data_ptr<T>(), *pp = pend.data_ptr<T>(), *bp = buf.data_ptr<T>(), *sw = synth_c.data_ptr<T>();
+    T *o = out[0].data_ptr<T>(), *hn = out[1].data_ptr<T>(), *pn = out[2].data_ptr<T>();
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < L; ++i) {
+        T v = yp[b * L + i] * sw[i];
+        if (i < ov) v += pp[b * ov + i];
+        if (i < hop) o[b * hop + i] = v; else pn[b * ov + i - hop] = v;
+        if (i >= hop) hn[b * ov + i - hop] = bp[b * L + i];
+      }
+  });
+  for (size_t i = 1; i < r.size(); ++i) out.push_back(r[i]);
+  return out;
+}
+
 TORCH_LIBRARY(snnse_step, m) {
+  m.def("s4_stft_step(Tensor x, Tensor hist, Tensor pending, Tensor? window, Tensor synth, Tensor[] w, float[] f,"
+        " Tensor[] s, float eps) -> Tensor[]", &s4_stft_step);
   m.def("dpsnn_step(Tensor x, Tensor[] w, float[] f, Tensor[] s) -> Tensor[]", &dpsnn_step);
   m.def("s4_masker(Tensor feats, Tensor[] w, float[] f, Tensor[] s, bool stft, float eps) -> Tensor[]", &s4_masker);
 }

@@ -66,21 +66,11 @@ class S4Plan:
         return r[0]
 
     def compiled_stft_step(self, chunk, state):
-        """STFT front-end around the compiled masker: ``rfft`` → masker (magnitude and masking inside)
-        → ``irfft`` → overlap-add."""
-        fe, (hist, pending), new_state = self.fe, state["frontend"], []
-        buf = torch.cat([hist, chunk], 1)
-        spec = torch.fft.rfft(buf if fe.window is None else buf * fe.window)
-        masked = self.compiled_masker(spec, state["masker"], new_state, stft=True)
-        y = torch.fft.irfft(masked, n=fe.n_fft).mul_(fe.synth)
-        ov, hop = fe.overlap, fe.hop
-        if ov == hop:
-            out = y[:, :hop] + pending
-        else:
-            if ov:
-                y[:, :ov].add_(pending)
-            out = y[:, :hop]
-        return out, {"frontend": (buf[:, hop:], y[:, hop:]), "masker": tuple(new_state)}
+        """The whole hop with the STFT front-end as one call of ``torch.ops.snnse_step.s4_stft_step``."""
+        fe, (hist, pending) = self.fe, state["frontend"]
+        flat = [t for xs, (v,) in state["masker"] for t in (xs, v)]
+        r = self.ops.s4_stft_step(chunk, hist, pending, fe.window, fe.synth, self.cpp_w, self.cpp_f, flat, fe.eps)
+        return r[0], {"frontend": (r[1], r[2]), "masker": tuple((r[i], (r[i + 1],)) for i in range(3, len(r), 2))}
 
     def step(self, chunk, state, record=None):
         mstate = state["masker"]
