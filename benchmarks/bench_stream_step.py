@@ -3,14 +3,14 @@
 For each model (paper configurations) this times single hops of real audio through
 ``Streamer.feed`` (one hop per call) and through the raw ``model.step(chunk, state)``, with the
 fast path of :mod:`snnse.fast_step` on and off (``fast_step.disabled()``: the module path, the
-code before the fast path existed) and, for DPSNN, with and without the compiled step of
-:mod:`snnse.fast_cpp` (``fast_step.set_compiled``). The variants run interleaved in short rounds so that
-background load hits them alike; the table gives median and 99th percentile per hop, as µs and
-as a share of the hop duration, and the module/fast ratio of the medians. With ``--onnx`` it also
-times the exported ONNX step (:mod:`snnse.export`, onnxruntime, one thread) when available.
+code before the fast path existed), with and without the compiled steps of :mod:`snnse.fast_cpp`
+(``fast_step.set_compiled``). The variants run interleaved in short rounds so that background
+load hits them alike; the table gives median and 99th percentile per hop, as µs and as a share
+of the hop duration, and the speed-up of the median over the module path. With ``--onnx`` it
+also times the exported ONNX step (:mod:`snnse.export`, onnxruntime, one thread).
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_stream_step.py [--models dpsnn spiking_s4]
-       [--hops 3000] [--round 50] [--profile]
+       [--hops 3000] [--round 50] [--onnx] [--profile]
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ pads the zeros the offline path pads, so that::
 
     torch.cat([s.feed(c) for c in chunks] + [s.flush()], -1) == model(torch.cat(chunks, -1))
 
-(up to float rounding; the spike trains are identical). Modelled on
+(up to float rounding; the spike trains are identical). Calls that bring one hop take the fast
+path of :mod:`snnse.fast_step` (under ``torch.no_grad``/``torch.inference_mode``). Modelled on
 ``denoiser.demucs.DemucsStreamer`` (feed/flush), without its approximations.
 """
 
