@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from snnse.pretrained import CATALOGUE
+
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "src" / "snnse" / "pretrained"
 HEADLINE = ("sisnr", "pesq_wb", "stoi")
@@ -64,6 +66,11 @@ def training_facts(run: Path) -> dict:
     return facts
 
 
+def ci_half(summary: dict, system: str, metric: str) -> float:
+    lo, hi = summary["systems"][system][metric].get("ci95") or (0.0, 0.0)
+    return (hi - lo) / 2
+
+
 def table(summary: dict, names: dict[str, str]) -> str:
     systems = summary["systems"]
     metrics = [m for m in next(iter(systems.values()))]
@@ -73,7 +80,8 @@ def table(summary: dict, names: dict[str, str]) -> str:
         cells = []
         for m in metrics:
             s = stats[m]
-            cells.append("n/a" if s["mean"] is None else f"{s['mean']:.3f} ± {s.get('ci95', 0) or 0:.3f}")
+            lo, hi = s.get("ci95") or (s["mean"], s["mean"])
+            cells.append("n/a" if s["mean"] is None else f"{s['mean']:.3f} ± {(hi - lo) / 2:.3f}")
         rows.append(f"| {names.get(system, system)} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -94,7 +102,8 @@ def main(argv=None) -> int:
     shutil.copyfile(src, dst)
     facts = training_facts(args.run)
     work = Path(tempfile.mkdtemp(prefix="card-"))
-    ev_args = ["evaluate", "--manifest", str(args.corpus / "test.csv"), "--model", args.name,
+    ev_args = ["evaluate", "--manifest", str(args.corpus.relative_to(ROOT) if args.corpus.is_relative_to(ROOT)
+                                             else args.corpus) + "/test.csv", "--model", args.name,
                "--baseline", "noisereduce", "-o", str(work / "eval"), "--quiet"]
     if args.limit:
         ev_args += ["--limit", str(args.limit)]
@@ -111,7 +120,7 @@ def main(argv=None) -> int:
     means = {s: {m: v["mean"] for m, v in st.items()} for s, st in summary["systems"].items()}
     headline = {m: {"noisy": means["noisy"][m], "noisereduce": means["noisereduce"][m],
                     "model": means["enhanced"][m]} for m in HEADLINE if m in means["noisy"]}
-    beats = {m: (v["model"] > v["noisy"] and v["model"] > v["noisereduce"]) for m, v in headline.items()}
+    beats = {m: bool(v["model"] > v["noisy"] and v["model"] > v["noisereduce"]) for m, v in headline.items()}
     cfg = facts["config"]
     corpus_readme = (args.corpus / "README.md").read_text() if (args.corpus / "README.md").is_file() else ""
     licences = corpus_readme.split("## Sources and licences", 1)[-1].strip() if corpus_readme else "(see corpus)"
@@ -119,7 +128,7 @@ def main(argv=None) -> int:
     card = [
         f"# {args.name}",
         "",
-        f"{__import__('snnse').pretrained.CATALOGUE[args.name]}.",
+        f"{CATALOGUE[args.name]}.",
         "",
         f"- Architecture: `{cfg['model']['name']}` with `{json.dumps(cfg['model']['kwargs'])}`; "
         f"{profile['parameters']['trainable']:,} parameters ({profile['parameters']['size_kb']:.0f} KB float32)",
@@ -137,7 +146,11 @@ def main(argv=None) -> int:
         table(summary, {"enhanced": args.name}),
         "",
         "Beats both the noisy input and noisereduce on: "
-        + ", ".join(f"{LABELS[m]} {'yes' if ok else 'NO'}" for m, ok in beats.items()) + ".",
+        + ", ".join(f"{LABELS[m]} {'yes' if ok else 'NO'}" for m, ok in beats.items()) + "."
+        + "".join(f" {LABELS[m]}: the gain over the noisy input ({headline[m]['model'] - headline[m]['noisy']:+.4f}) "
+                  "is smaller than the 95 % CI half-width of the means, a tie rather than a clear win."
+                  for m in HEADLINE if m in headline and abs(headline[m]['model'] - headline[m]['noisy'])
+                  < ci_half(summary, "noisy", m)),
         "",
         "```",
         "snnse " + " ".join(a if a != str(work / 'eval') else 'OUT' for a in ev_args),
