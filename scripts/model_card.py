@@ -148,7 +148,8 @@ def main(argv=None) -> int:
         "Beats both the noisy input and noisereduce on: "
         + ", ".join(f"{LABELS[m]} {'yes' if ok else 'NO'}" for m, ok in beats.items()) + "."
         + "".join(f" {LABELS[m]}: the gain over the noisy input ({headline[m]['model'] - headline[m]['noisy']:+.4f}) "
-                  "is smaller than the 95 % CI half-width of the means, a tie rather than a clear win."
+                  "is within the 95 % CI half-width of the means: " + ("a tie rather than a clear win." if
+                  headline[m]['model'] > headline[m]['noisy'] else "a small loss, not a win.")
                   for m in HEADLINE if m in headline and abs(headline[m]['model'] - headline[m]['noisy'])
                   < ci_half(summary, "noisy", m)),
         "",

@@ -236,3 +236,29 @@ def test_plain_onnxruntime_loop_of_the_readme(ckpt, data_dir, tmp_path):
         out.append(y[0])
     enhanced = np.concatenate(out)[delay : delay + n]
     assert np.array_equal(enhanced, OnnxStreamer(session(tmp_path / "m.onnx"))(x))
+
+
+@pytest.mark.parametrize("name", ["dpsnn-demo", "spiking-s4-demo"])
+def test_bundled_models_export_and_stream_like_torch(name, tmp_path, monkeypatch):
+    """The shipped weights: ONNX step hop by hop over the bundled real clip == the Streamer.
+
+    Trained spiking layers may sit on a threshold where float32 rounding of the two runtimes
+    flips a spike; then the criterion is agreement above 40 dB, with the flips reported.
+    """
+    from snnse import pretrained
+
+    monkeypatch.delenv("SNNSE_PRETRAINED_DIR", raising=False)
+    model = snnse.load(name).float().eval()
+    x = sf.read(pretrained.FOLDER / "demo_noisy.wav", dtype="float32")[0]
+    with torch.no_grad():
+        st, h, xt = Streamer(model), model.hop, torch.from_numpy(x)
+        ref = torch.cat([st.feed(xt[i : i + h]) for i in range(0, xt.numel(), h)] + [st.flush()]).numpy()
+        _, aux = model(xt[None], return_aux=True)
+    rates = {k: v.float().mean().item() for k, v in aux["record"].items() if k != "readout"}
+    assert any(r > 0.001 for r in rates.values()), rates  # the trained network really spikes
+    path = tmp_path / f"{name}.onnx"
+    export_onnx(model, path)
+    y = OnnxStreamer(session(path))(x)
+    diff, agree = float(np.abs(y - ref).max()), agreement_db(ref, y)
+    print(f"{name}: max abs diff {diff:.2e}, agreement {agree:.1f} dB")
+    assert diff < 1e-4 or agree > 40, (diff, agree)

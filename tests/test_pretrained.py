@@ -139,3 +139,51 @@ def test_evaluate_noisereduce_baseline(data_dir, tmp_path, capsys):
     code, _, err = _run(capsys, "evaluate", "--noisy", d / "noisy", "--clean", d / "clean",
                         "--baseline", "wiener", "-o", tmp_path / "ev2", "--quiet")
     assert code == 2 and "unknown baseline" in err
+
+
+# ---- the shipped weights (the real package folder) ----------------------------------------------
+@pytest.fixture
+def shipped(monkeypatch):
+    monkeypatch.delenv("SNNSE_PRETRAINED_DIR", raising=False)
+    return pretrained.FOLDER
+
+
+def test_shipped_models_are_bundled_small_and_carded(shipped):
+    assert pretrained.bundled() == list(pretrained.CATALOGUE)
+    files = [p for p in shipped.iterdir() if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 20e6  # package data under 20 MB
+    for name in pretrained.CATALOGUE:
+        ckpt = torch.load(pretrained.path(name), map_location="cpu", weights_only=True)
+        assert ckpt["model"] in ("dpsnn", "spiking_s4") and ckpt["kwargs"]
+        card = pretrained.card(name)
+        for needle in ("noisereduce", "snnse fit", "seed", "SynOps", "licen"):
+            assert needle in card, (name, needle)
+        facts = json.loads((shipped / f"{name}.json").read_text())
+        assert set(facts["demo_test"]) >= {"sisnr", "pesq_wb", "stoi"}
+    assert (shipped / "demo_clip.txt").read_text().count("CC BY") >= 2
+
+
+@pytest.mark.parametrize("name", [pretrained.DEFAULT])
+def test_shipped_models_denoise_the_demo_clip(shipped, name):
+    """The bundled clip (test split: unseen voice and noise) gets better on all three scores.
+
+    Only for the default model, the one ``snnse demo`` runs: ``spiking-s4-demo`` makes this clip
+    worse (SI-SNR 0.36 → -0.49 dB, STOI 0.658 → 0.530; its model card reports its weaknesses),
+    so it is not claimed here.
+    """
+    from snnse.metrics.compute import compute_metrics
+    from snnse.streaming import Streamer
+
+    noisy, sr = sf.read(shipped / "demo_noisy.wav", dtype="float32")
+    clean, _ = sf.read(shipped / "demo_clean.wav", dtype="float32")
+    model = snnse.load(name).eval()
+    streamer = Streamer(model)
+    with torch.inference_mode():
+        x = torch.from_numpy(noisy)
+        out = [streamer.feed(x[i:i + 4000]) for i in range(0, len(x), 4000)] + [streamer.flush()]
+    enhanced = torch.cat(out).numpy()
+    assert enhanced.shape == noisy.shape and np.isfinite(enhanced).all()
+    before = compute_metrics(clean, noisy, sr, ["sisnr", "pesq_wb", "stoi"])
+    after = compute_metrics(clean, enhanced, sr, ["sisnr", "pesq_wb", "stoi"])
+    for m in ("sisnr", "pesq_wb", "stoi"):
+        assert after[m] > before[m], (name, m, before[m], after[m])
