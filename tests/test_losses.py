@@ -32,15 +32,21 @@ def test_mrstft_matches_a_direct_computation(data_dir):
     assert mrstft_loss(c + 0.1 * (x - c), c) < mrstft_loss(x, c)
 
 
-def test_enhancement_loss_adds_weighted_mrstft(data_dir):
+# (term, weight, the term's loss function, its logged value from that loss)
+WEIGHTED_TERMS = [("mrstft", 2.5, mrstft_loss, lambda v: v), ("stoi", 30.0, stoi_loss, lambda v: 1 - v)]
+
+
+@pytest.mark.parametrize("term, weight, fn, logged", WEIGHTED_TERMS, ids=[t[0] for t in WEIGHTED_TERMS])
+def test_enhancement_loss_adds_weighted_term(data_dir, term, weight, fn, logged):
     torch.manual_seed(0)
     model = base.get("dpsnn", N=16, B=16, H=16).double()
     x, c = _pair(data_dir)
     plain, _ = EnhancementLoss(offset=100.0)(model, x, c, context=160)
-    loss, parts = EnhancementLoss(offset=100.0, mrstft=2.5)(model, x, c, context=160)
+    loss, parts = EnhancementLoss(offset=100.0, **{term: weight})(model, x, c, context=160)
     est = model(x)
-    assert parts["mrstft"].item() == pytest.approx(mrstft_loss(est[:, 160:], c[:, 160:]).item(), rel=1e-12)
-    assert loss.item() == pytest.approx(plain.item() + 2.5 * parts["mrstft"].item(), rel=1e-12)
+    want = fn(est[:, 160:], c[:, 160:]).item()
+    assert parts[term].item() == pytest.approx(logged(want), rel=1e-12)
+    assert loss.item() == pytest.approx(plain.item() + weight * want, rel=1e-12)
     assert plain.item() == pytest.approx(100 - si_snr(est[:, 160:], c[:, 160:]).mean().item(), rel=1e-12)
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
@@ -64,16 +70,3 @@ def test_stoi_loss_follows_pystoi_on_real_mixtures(data_dir):
     with pytest.raises(ValueError, match="at least 30 frames"):
         stoi_loss(torch.zeros(1, 4000), torch.zeros(1, 4000))
 
-
-def test_enhancement_loss_adds_weighted_stoi(data_dir):
-    torch.manual_seed(0)
-    model = base.get("dpsnn", N=16, B=16, H=16).double()
-    x, c = _pair(data_dir)
-    plain, _ = EnhancementLoss(offset=100.0)(model, x, c, context=160)
-    loss, parts = EnhancementLoss(offset=100.0, stoi=30.0)(model, x, c, context=160)
-    est = model(x)
-    want = stoi_loss(est[:, 160:], c[:, 160:]).item()
-    assert parts["stoi"].item() == pytest.approx(1 - want, rel=1e-12)
-    assert loss.item() == pytest.approx(plain.item() + 30.0 * want, rel=1e-12)
-    loss.backward()
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -126,13 +126,13 @@ def test_model_init_copies_weights_and_rejects_other_models(tmp_path):
     torch.manual_seed(2)
     dst = base.get("dpsnn", **TINY["dpsnn"])
     assert not all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
-    _warm_start(dst, str(tmp_path / "src.pt"), "dpsnn")
+    _warm_start(dst, str(tmp_path / "src.pt"))
     for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
         assert torch.equal(a, b), k
     with pytest.raises(ConfigError, match="do not fit"):
-        _warm_start(base.get("dpsnn", **{**TINY["dpsnn"], "N": 16}), str(tmp_path / "src.pt"), "dpsnn")
+        _warm_start(base.get("dpsnn", **{**TINY["dpsnn"], "N": 16}), str(tmp_path / "src.pt"))
     with pytest.raises(ConfigError, match="model.init"):
-        _warm_start(dst, str(tmp_path / "missing.pt"), "dpsnn")
+        _warm_start(dst, str(tmp_path / "missing.pt"))
 
 
 # ---- losses -------------------------------------------------------------------------------

@@ -124,9 +124,11 @@ class EnhancementLoss(nn.Module):
         mask_mse: Weight of ``MSE(mask · noisy features, clean features)``.
         mrstft: Weight of :func:`mrstft_loss` (0: off, as in both papers).
         stoi: Weight of :func:`stoi_loss` (0: off, as in both papers).
+        sample_rate: Rate of the signals (for the STOI term's frames and bands).
 
     ``forward(model, noisy, clean, context=0)`` returns ``(loss, parts)`` where ``parts`` holds
-    detached components (``sisnr``, ``wave_mse``, ``l1_<layer>``, ``mask_mse``) for logging.
+    detached components (``sisnr``, ``wave_mse``, ``l1_<layer>``, ``mrstft``, ``stoi`` (the
+    differentiable STOI itself, not ``1 −`` it), ``mask_mse``) for logging.
     """
 
     def __init__(self, offset: float = 0.0, wave_mse: float = 0.0, activity_l1: float = 0.0,

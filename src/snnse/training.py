@@ -348,7 +348,7 @@ def fit(cfg: dict, resume: bool | str = False, callbacks: list | None = None) ->
         torch.set_num_threads(saved_threads)
 
 
-def _warm_start(model: torch.nn.Module, source: str, name: str) -> None:
+def _warm_start(model: torch.nn.Module, source: str) -> None:
     """Copy the weights of ``source`` (a snnse checkpoint or bundled name) into ``model``.
 
     Only the weights travel: the optimizer, schedule and data position start fresh, which is what
@@ -379,7 +379,7 @@ def _fit(cfg: dict, run_dir: Path, ckpt_dir: Path, ckpt_path: Path | None, callb
     task = EnhancementTask(cfg["model"]["name"], cfg["model"]["kwargs"], cfg["loss"], cfg["optim"],
                            context=int(data["context"]), metrics_subset=int(data["metrics_subset"]))
     if cfg["model"].get("init") and ckpt_path is None:
-        _warm_start(task.model, cfg["model"]["init"], cfg["model"]["name"])
+        _warm_start(task.model, cfg["model"]["init"])
     if task.model.sample_rate != int(data["sample_rate"]):
         raise ConfigError(f"model runs at {task.model.sample_rate} Hz but data.sample_rate is {data['sample_rate']}")
     opts = dict(cfg["trainer"])
