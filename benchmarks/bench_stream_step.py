@@ -71,6 +71,14 @@ def variants(model, x, onnx_step=None):
 
         out[f"Streamer.feed, {label}"] = (mode, feed)
         out[f"model.step, {label}"] = (mode, step)
+    if has_compiled:  # the bundled models carry an input level control (snnse.agc): its cost per hop
+        import copy
+
+        lc = copy.deepcopy(model)
+        lc.set_level_control({"target_db": -22.0})
+        st_lc = Streamer(lc)
+        out["Streamer.feed, fast, compiled, + level control"] = (
+            MODES["fast, compiled"], lambda i, st=st_lc: st.feed(x[i * hop:(i + 1) * hop]))
     if onnx_step is not None:
         out["onnxruntime step"] = (MODES["module"], lambda i: onnx_step(x[i * hop:(i + 1) * hop]))
     return out

@@ -86,6 +86,26 @@ def table(summary: dict, names: dict[str, str]) -> str:
     return "\n".join(rows)
 
 
+def headline_scores(summary: dict) -> tuple[dict, dict]:
+    """``{metric: {noisy, noisereduce, model}}`` means of an evaluation, and which metrics beat both."""
+    means = {s: {m: v["mean"] for m, v in st.items()} for s, st in summary["systems"].items()}
+    headline = {m: {"noisy": means["noisy"][m], "noisereduce": means["noisereduce"][m],
+                    "model": means["enhanced"][m]} for m in HEADLINE if m in means["noisy"]}
+    beats = {m: bool(v["model"] > v["noisy"] and v["model"] > v["noisereduce"]) for m, v in headline.items()}
+    return headline, beats
+
+
+def verdict(summary: dict, headline: dict, beats: dict) -> str:
+    """The card's sentence on which headline metrics beat the noisy input and noisereduce."""
+    return ("Beats both the noisy input and noisereduce on: "
+            + ", ".join(f"{LABELS[m]} {'yes' if ok else 'NO'}" for m, ok in beats.items()) + "."
+            + "".join(f" {LABELS[m]}: the gain over the noisy input ({headline[m]['model'] - headline[m]['noisy']:+.4f}) "
+                      "is within the 95 % CI half-width of the means: " + ("a tie rather than a clear win." if
+                      headline[m]['model'] > headline[m]['noisy'] else "a small loss, not a win.")
+                      for m in HEADLINE if m in headline and abs(headline[m]['model'] - headline[m]['noisy'])
+                      < ci_half(summary, "noisy", m)))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("name", choices=["dpsnn-demo", "spiking-s4-demo"])
@@ -117,10 +137,7 @@ def main(argv=None) -> int:
     prof_text = snnse("profile", "--model", args.name, "--audio", str(audio), "--json", str(work / "profile.json"))
     profile = json.loads((work / "profile.json").read_text())
 
-    means = {s: {m: v["mean"] for m, v in st.items()} for s, st in summary["systems"].items()}
-    headline = {m: {"noisy": means["noisy"][m], "noisereduce": means["noisereduce"][m],
-                    "model": means["enhanced"][m]} for m in HEADLINE if m in means["noisy"]}
-    beats = {m: bool(v["model"] > v["noisy"] and v["model"] > v["noisereduce"]) for m, v in headline.items()}
+    headline, beats = headline_scores(summary)
     cfg = facts["config"]
     corpus_readme = (args.corpus / "README.md").read_text() if (args.corpus / "README.md").is_file() else ""
     licences = corpus_readme.split("## Sources and licences", 1)[-1].strip() if corpus_readme else "(see corpus)"
@@ -145,13 +162,7 @@ def main(argv=None) -> int:
         "",
         table(summary, {"enhanced": args.name}),
         "",
-        "Beats both the noisy input and noisereduce on: "
-        + ", ".join(f"{LABELS[m]} {'yes' if ok else 'NO'}" for m, ok in beats.items()) + "."
-        + "".join(f" {LABELS[m]}: the gain over the noisy input ({headline[m]['model'] - headline[m]['noisy']:+.4f}) "
-                  "is within the 95 % CI half-width of the means: " + ("a tie rather than a clear win." if
-                  headline[m]['model'] > headline[m]['noisy'] else "a small loss, not a win.")
-                  for m in HEADLINE if m in headline and abs(headline[m]['model'] - headline[m]['noisy'])
-                  < ci_half(summary, "noisy", m)),
+        verdict(summary, headline, beats),
         "",
         "```",
         "snnse " + " ".join(a if a != str(work / 'eval') else 'OUT' for a in ev_args),

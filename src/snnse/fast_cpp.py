@@ -1,5 +1,6 @@
 """Compiled one-hop steps: the DPSNN plan (:mod:`snnse.fast_dpsnn`) and the Spiking-S4 masker
-(:mod:`snnse.fast_s4`, LIF/PLIF units), each as one C++ call.
+(:mod:`snnse.fast_s4`, LIF/PLIF units), each as one C++ call; and the input level control of
+:mod:`snnse.agc` for one chunk.
 
 Optional, with the PyTorch plan as the fallback: :func:`load` compiles the source below with
 ``torch.utils.cpp_extension.load_inline`` on first use (light ATen headers, cached under
@@ -291,10 +292,50 @@ static std::vector<Tensor> s4_stft_step(const Tensor& x, const Tensor& hist, con
   return out;
 }
 
+// Causal level control of one chunk (snnse.agc.LevelControl.step, same formulas):
+// x [B,n] (n = k·hop), d [B,1], past [B,ov] (per-sample gains in dB of the last ov input samples);
+// p: hop, target_db, c_attack, c_release, max_gain_db, floor.
+// returns: x times its gains [B,n], the output divisors [B,n] (linear), the new d [B,1] and past [B,ov]
+static std::vector<Tensor> level_step(const Tensor& x_, const Tensor& d_, const Tensor& past_, std::vector<double> p) {
+  const Tensor x = x_.contiguous(), d = d_.contiguous(), past = past_.contiguous();
+  const int64_t B = x.size(0), n = x.size(1), ov = past.size(1), hop = static_cast<int64_t>(p[0]), k = n / hop;
+  TORCH_CHECK(p.size() == 6 && n == k * hop, "level_step: bad arguments");
+  std::vector<Tensor> out{at::empty_like(x), at::empty_like(x), at::empty_like(d), at::empty_like(past)};
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "level_step", [&] {
+    using T = scalar_t;
+    const T ln = static_cast<T>(std::log(10.0) / 20.0), target = static_cast<T>(p[1]), ca = static_cast<T>(p[2]),
+            cr = static_cast<T>(p[3]), gmax = static_cast<T>(p[4]), floor = static_cast<T>(p[5]);
+    std::vector<T> gdb(ov + n);
+    for (int64_t b = 0; b < B; ++b) {
+      const T* R xb = x.data_ptr<T>() + b * n;
+      T* R xs = out[0].data_ptr<T>() + b * n;
+      T dv = d.data_ptr<T>()[b];
+      for (int64_t i = 0; i < ov; ++i) gdb[i] = past.data_ptr<T>()[b * ov + i];
+      for (int64_t j = 0; j < k; ++j) {
+        T acc = T(0);
+        for (int64_t s = 0; s < hop; ++s) acc += xb[j * hop + s] * xb[j * hop + s];
+        const T e = (T(10) * std::log10(acc / T(hop) + floor) - target) - dv;
+        dv = dv + (e > T(0) ? e * ca : e * cr);
+        const T g = std::min(std::max(-dv, -gmax), gmax), lin = std::exp(g * ln);
+        for (int64_t s = 0; s < hop; ++s) {
+          gdb[ov + j * hop + s] = g;
+          xs[j * hop + s] = xb[j * hop + s] * lin;
+        }
+      }
+      T* R go = out[1].data_ptr<T>() + b * n;
+      for (int64_t i = 0; i < n; ++i) go[i] = std::exp(gdb[i] * ln);
+      for (int64_t i = 0; i < ov; ++i) out[3].data_ptr<T>()[b * ov + i] = gdb[n + i];
+      out[2].data_ptr<T>()[b] = dv;
+    }
+  });
+  return out;
+}
+
 TORCH_LIBRARY(snnse_step, m) {
   m.def("s4_stft_step(Tensor x, Tensor hist, Tensor pending, Tensor? window, Tensor synth, Tensor[] w, float[] f,"
         " Tensor[] s, float eps) -> Tensor[]", &s4_stft_step);
   m.def("dpsnn_step(Tensor x, Tensor[] w, float[] f, Tensor[] s) -> Tensor[]", &dpsnn_step);
+  m.def("level_step(Tensor x, Tensor d, Tensor past, float[] p) -> Tensor[]", &level_step);
   m.def("s4_masker(Tensor feats, Tensor[] w, float[] f, Tensor[] s, bool stft, float eps) -> Tensor[]", &s4_masker);
 }
 """

@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .. import fast_step
+from .. import agc, fast_step
 from ..frontends import Frontend
 from ..atomic import atomic_path
 
@@ -56,6 +56,17 @@ class Enhancer(nn.Module):
         self.frontend, self.masker = frontend, masker
         self.name: str | None = None
         self.kwargs: dict = {}
+        self.level: agc.LevelControl | None = None
+
+    def set_level_control(self, spec: dict | None) -> None:
+        """Put a causal input level control (:class:`snnse.agc.LevelControl`, options as a dict)
+        around the model, or remove it (None). It is part of the model: saved in the checkpoint
+        (``kwargs["level_control"]``), applied offline, streaming and in the ONNX step alike."""
+        self.level = agc.make(spec, self.hop, self.frame_length - self.hop, self.sample_rate)
+        if spec is None:
+            self.kwargs.pop("level_control", None)
+        else:
+            self.kwargs["level_control"] = dict(spec)
 
     # ---- properties -----------------------------------------------------------------------
     @property
@@ -87,9 +98,14 @@ class Enhancer(nn.Module):
         if x.dim() != 2:
             raise ValueError(f"expected noisy audio [B, T] or [T], got shape {tuple(noisy.shape)}")
         record: dict | None = {} if return_aux else None
+        gains = self.level.offline(x) if self.level is not None else None
+        if gains is not None:
+            x = x * gains
         feats, ctx = self.frontend.analyze(self.frontend.frames(x))
         mask, _ = self.masker(feats, None, record)
         y = self.frontend.overlap_add(self.frontend.synthesize(mask, ctx), x.shape[-1])
+        if gains is not None:
+            y = y / gains
         y = y.squeeze(0) if squeeze else y
         if return_aux:
             return y, {"mask": mask, "features": feats, "record": record}
@@ -100,17 +116,29 @@ class Enhancer(nn.Module):
         p = next(self.parameters())
         device = p.device if device is None else device
         dtype = p.dtype if dtype is None else dtype
-        return {
+        state = {
             "frontend": self.frontend.initial_state(batch, device, dtype),
             "masker": self.masker.initial_state(batch, device, dtype),
         }
+        if self.level is not None:
+            state["level"] = self.level.initial_state(batch, device, dtype)
+        return state
 
     def step(self, chunk: torch.Tensor, state: dict, record: dict | None = None) -> tuple[torch.Tensor, dict]:
         """Consume ``chunk [B, k·hop]``; return the ``k·hop`` output samples that became final.
 
         One hop without autograd takes the fast path of :mod:`snnse.fast_step` (same result up to
-        float rounding, same state structure); everything else runs through the modules.
+        float rounding, same state structure); everything else runs through the modules. With a
+        level control (:meth:`set_level_control`) the chunk is scaled before and the output after.
         """
+        if self.level is None:
+            return self._step(chunk, state, record)
+        scaled, g_out, level = self.level.step(chunk, state["level"])
+        out, new = self._step(scaled, state, record)
+        new["level"] = level
+        return out / g_out, new
+
+    def _step(self, chunk: torch.Tensor, state: dict, record: dict | None = None) -> tuple[torch.Tensor, dict]:
         if chunk.shape[-1] == self.frontend.hop and not torch.is_grad_enabled():
             plan = fast_step.plan_for(self)
             if plan is not None and chunk.dtype == plan.dtype and chunk.device == plan.device:
@@ -177,12 +205,17 @@ def available() -> list[str]:
 
 
 def get(name: str, **kwargs) -> Enhancer:
-    """Build a registered model; unknown names and arguments raise ``ValueError``."""
+    """Build a registered model; unknown names and arguments raise ``ValueError``.
+
+    Every model also accepts ``level_control`` (None, or a dict of :class:`snnse.agc.LevelControl`
+    options): see :meth:`Enhancer.set_level_control`.
+    """
     try:
         builder = _REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}") from None
     sig = inspect.signature(builder)
+    level = kwargs.pop("level_control", None)
     try:
         bound = sig.bind(**kwargs)
     except TypeError as e:
@@ -190,6 +223,7 @@ def get(name: str, **kwargs) -> Enhancer:
     bound.apply_defaults()
     model = builder(**bound.arguments)
     model.name, model.kwargs = name, dict(bound.arguments)
+    model.set_level_control(level)
     return model
 
 
