@@ -30,6 +30,8 @@ import math
 
 import torch
 
+from . import fast_cpp, fast_step
+
 _DB = math.log(10.0) / 20.0  # 10^(g/20) = exp(g · _DB)
 
 
@@ -95,16 +97,12 @@ class LevelControl:
         :mod:`snnse.fast_cpp` when that builds (same formulas; equal up to float rounding).
         """
         d, past = state
-        if chunk.device.type == "cpu" and not torch.is_grad_enabled():
-            from . import fast_step
-
-            if fast_step.enabled() and fast_step.compiled() and not fast_step._tracing():
-                from . import fast_cpp
-
-                ops = fast_cpp.load()
-                if ops is not None:
-                    x, g_out, d, past = ops.level_step(chunk, d, past, self.params)
-                    return x, g_out, (d, past)
+        if chunk.device.type == "cpu" and not torch.is_grad_enabled() and fast_step.enabled() \
+                and fast_step.compiled() and not fast_step._tracing():
+            ops = fast_cpp.load()
+            if ops is not None:
+                x, g_out, d, past = ops.level_step(chunk, d, past, self.params)
+                return x, g_out, (d, past)
         g, d = self.hop_gains(chunk, d)
         g_in_db = g.unsqueeze(-1).expand(*g.shape, self.hop).reshape(g.shape[0], -1)
         hist = torch.cat([past, g_in_db], -1)

@@ -17,7 +17,9 @@ The initial state is all zeros (checked at export). ``enhanced`` lags ``audio`` 
 
 Only standard ONNX operators are used: spikes ``H(v − θ)`` become ``GreaterOrEqual`` + ``Cast``.
 The S4D recurrence ``x ← dA·x + dB·u`` is written in real arithmetic with ``dA``, ``dB``, ``C``
-precomputed from the parameters (constants of the graph), since ONNX has no complex tensors.
+precomputed from the parameters (constants of the graph), since ONNX has no complex tensors. The
+STFT front-end's analysis and synthesis are ONNX ``DFT`` operators (opset 17), not the dense
+Fourier matrices of the PyTorch module (2·(n_fft/2 + 1)·n_fft constants each).
 
 References:
     ONNX operators, https://onnx.ai/onnx/operators/ ; ONNX Runtime quantisation (QDQ format),
@@ -84,6 +86,70 @@ def _s4d_real_forward(s4, u: torch.Tensor, state: torch.Tensor):
     return y[:, None], torch.stack([nr, ni], -1)
 
 
+class _RealDFT(torch.autograd.Function):
+    """The STFT front-end's analysis ``frames [B, F, L] → [B, F, 2K]`` (real parts, then imaginary)
+    as the ONNX ``DFT`` operator (one-sided, opset 17) instead of a dense ``[2K, L]`` matrix: the
+    same numbers, without 2·K·L constant weights in the graph (1 MB each at n_fft 512)."""
+
+    @staticmethod
+    def forward(ctx, frames, weight, window):  # noqa: ARG004 - window is for the graph
+        return frames @ weight.T
+
+    @staticmethod
+    def symbolic(g, frames, weight, window):  # noqa: ARG004 - the matrix is what the graph avoids
+        x = g.op("Mul", frames, window)
+        x = g.op("Unsqueeze", x, g.op("Constant", value_t=torch.tensor([-1], dtype=torch.int64)))
+        spec = g.op("DFT", x, axis_i=2, inverse_i=0, onesided_i=1)  # [B, F, K, 2]
+        spec = g.op("Transpose", spec, perm_i=[0, 1, 3, 2])
+        return g.op("Reshape", spec, g.op("Constant", value_t=torch.tensor([0, 0, -1], dtype=torch.int64)))
+
+
+class _RealIDFT(torch.autograd.Function):
+    """The STFT front-end's synthesis ``[B, F, 2K] → frames [B, F, L]`` as an inverse ONNX ``DFT``:
+    ``y[n] = Re(Σ_k c_k Z_k e^{+iωkn}) / L · out_window[n]`` with ``c_k = 2`` except at DC and
+    Nyquist, i.e. the spectrum scaled by ``c``, zero-padded to ``L`` bins and inverted (ONNX's
+    inverse DFT divides by ``L``)."""
+
+    @staticmethod
+    def forward(ctx, spec, weight, scale, out_window, n_fft):  # noqa: ARG004
+        return spec @ weight
+
+    @staticmethod
+    def symbolic(g, spec, weight, scale, out_window, n_fft):  # noqa: ARG004
+        k = int(scale.type().sizes()[0]) if scale.type().sizes() else None
+        z = g.op("Reshape", spec, g.op("Constant", value_t=torch.tensor([0, 0, 2, -1], dtype=torch.int64)))
+        z = g.op("Mul", g.op("Transpose", z, perm_i=[0, 1, 3, 2]), scale)  # [B, F, K, 2] · c
+        pads = torch.tensor([0, 0, 0, 0, 0, 0, n_fft - k, 0], dtype=torch.int64)
+        z = g.op("Pad", z, g.op("Constant", value_t=pads))
+        y = g.op("DFT", z, axis_i=2, inverse_i=1, onesided_i=0)  # [B, F, L, 2]
+        y = g.op("Gather", y, g.op("Constant", value_t=torch.tensor(0, dtype=torch.int64)), axis_i=3)
+        return g.op("Mul", y, out_window)
+
+
+def _stft_dft_consts(fe) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(analysis window ``[L]``, ``c [K, 1]``, synthesis window ``[L]``) of an STFT front-end, float32."""
+    n_fft, hop = fe.frame_length, fe.hop
+    w = torch.ones(n_fft, dtype=torch.float64) if fe.window == "rect" else torch.hann_window(n_fft, dtype=torch.float64)
+    gain = torch.stack([(w**2)[j::hop].sum() for j in range(hop)])
+    c = torch.full((fe.n_features, 1), 2.0, dtype=torch.float64)
+    c[0] = 1.0
+    if n_fft % 2 == 0:
+        c[-1] = 1.0
+    out = w / gain[torch.arange(n_fft) % hop]
+    return w.float(), c.float(), out.float()
+
+
+def _stft_analyze_dft(fe, frames: torch.Tensor):
+    spec = _RealDFT.apply(frames, fe.analysis_weight, fe._onnx_dft[0])
+    re, im = spec.chunk(2, -1)
+    return torch.sqrt(re**2 + im**2 + fe.eps), spec
+
+
+def _stft_synthesize_dft(fe, mask: torch.Tensor, ctx: torch.Tensor):
+    _, c, out = fe._onnx_dft
+    return _RealIDFT.apply(ctx * torch.cat([mask, mask], -1), fe.synthesis_weight, c, out, fe.frame_length)
+
+
 def _frames_step_slices(fe, chunk: torch.Tensor, history: torch.Tensor):
     """:meth:`~snnse.frontends.Frontend.frames_step` with slices instead of ``unfold`` (whose
     TorchScript export mis-shapes a negative dimension)."""
@@ -111,7 +177,7 @@ def onnx_friendly(model: nn.Module):
     from .neurons import backend
     from .ssm import S4D
 
-    from .frontends import Frontend
+    from .frontends import Frontend, STFTFrontend
 
     patched = []
     for m in model.modules():
@@ -125,6 +191,11 @@ def onnx_friendly(model: nn.Module):
             patched += [(m, "frames_step"), (m, "overlap_add_step")]
             m.frames_step = types.MethodType(_frames_step_slices, m)
             m.overlap_add_step = types.MethodType(_overlap_add_cat, m)
+            if isinstance(m, STFTFrontend):  # ONNX DFT operators instead of dense Fourier matrices
+                patched += [(m, "analyze"), (m, "synthesize")]
+                m._onnx_dft = _stft_dft_consts(m)
+                m.analyze = types.MethodType(_stft_analyze_dft, m)
+                m.synthesize = types.MethodType(_stft_synthesize_dft, m)
     try:  # the fast streaming path of snnse.fast_step (if present) skips traced calls anyway
         from .fast_step import disabled as fast_off
     except ImportError:  # pragma: no cover
@@ -136,6 +207,7 @@ def onnx_friendly(model: nn.Module):
         for m, attr in patched:
             delattr(m, attr)
             m.__dict__.pop("_onnx_consts", None)
+            m.__dict__.pop("_onnx_dft", None)
 
 
 class StepGraph(nn.Module):
