@@ -74,7 +74,8 @@ def variants(model, x, onnx_step=None):
     if has_compiled:  # the bundled models carry an input level control (snnse.agc): its cost per hop
         import copy
 
-        lc = copy.deepcopy(model)
+        with torch.inference_mode(False):  # a copy with ordinary tensors (version counters)
+            lc = copy.deepcopy(model)
         lc.set_level_control({"target_db": -22.0})
         st_lc = Streamer(lc)
         out["Streamer.feed, fast, compiled, + level control"] = (
