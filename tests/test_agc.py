@@ -94,3 +94,33 @@ def test_compiled_level_step_equals_the_pytorch_one():
     for a, b in zip([fast[0], fast[1], *fast[2]], [ref[0], ref[1], *ref[2]]):
         assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-12, atol=1e-12)
     assert not torch.equal(fast[0], x)  # the gains are at work
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_level_control_fused_into_the_compiled_hop(name, data_dir):
+    """One hop without autograd: the compiled step runs the level control inside the same call;
+    it equals the level control run separately around the PyTorch plan."""
+    from snnse import fast_cpp, fast_step
+
+    if not fast_step.compiled() or fast_cpp.load() is None:
+        pytest.skip("compiled step not available")
+    torch.manual_seed(0)
+    model = make_fire(snnse.get(name, level_control=LC, **MODELS[name])).double().eval()
+    x = speech(data_dir, 0.5, "p287_004").double()[None] * 0.05
+    h = model.hop
+    with torch.no_grad():
+        st = model.initial_state(1)
+        assert fast_step.plan_for(model).step(x[:, :h], st, None, level=model.level) is not None  # fused
+        outs = {}
+        for compiled in (True, False):
+            fast_step.set_compiled(compiled)
+            try:
+                st, ys = model.initial_state(1), []
+                for i in range(0, x.shape[-1] - h + 1, h):
+                    y, st = model.step(x[:, i : i + h], st)
+                    ys.append(y)
+            finally:
+                fast_step.set_compiled(True)
+            outs[compiled] = (torch.cat(ys, -1), st["level"])
+    assert torch.allclose(outs[True][0], outs[False][0], atol=1e-10, rtol=0)
+    assert all(torch.allclose(a, b, atol=1e-10, rtol=0) for a, b in zip(outs[True][1], outs[False][1]))

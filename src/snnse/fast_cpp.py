@@ -73,8 +73,8 @@ template <typename T> static inline void axpy_gemv(const T* R x, int64_t n_in, c
 // s: fe_hist [B,ov], pending [B,ov], per block: hist [B,C,K-1], v1 [B,C], v [B,C], eta [B,C], s [B,C], y [B,C];
 //    then u [B,C]
 // returns: out [B,hop], then the new state in the order of s
-static std::vector<Tensor> dpsnn_step(const Tensor& x, std::vector<Tensor> w, std::vector<double> f,
-                                      std::vector<Tensor> s) {
+static std::vector<Tensor> dpsnn_step_(const Tensor& x, std::vector<Tensor> w, std::vector<double> f,
+                                       std::vector<Tensor> s) {
   const int64_t B = x.size(0), hop = x.size(1), L = w[0].size(0), N = w[0].size(1), C = w[6].size(1);
   const int64_t X = (static_cast<int64_t>(w.size()) - 15) / 8, ov = L - hop;
   TORCH_CHECK(static_cast<int64_t>(w.size()) == 15 + 8 * X && static_cast<int64_t>(s.size()) == 3 + 6 * X,
@@ -267,7 +267,7 @@ static std::vector<Tensor> s4_masker(const Tensor& input, std::vector<Tensor> w,
 // A whole Spiking-S4 hop with the STFT front-end: frame [history, x] (times the window unless rectangular),
 // rfft, the masker above (magnitude and masking inside), irfft times the synthesis window, overlap-add.
 // returns: out [B,hop], history [B,ov], pending [B,ov], then the masker state in the order of s
-static std::vector<Tensor> s4_stft_step(const Tensor& x, const Tensor& hist, const Tensor& pending,
+static std::vector<Tensor> s4_stft_step_(const Tensor& x, const Tensor& hist, const Tensor& pending,
                                         const std::optional<Tensor>& window, const Tensor& synth, std::vector<Tensor> w,
                                         std::vector<double> f, std::vector<Tensor> s, double eps) {
   const int64_t B = x.size(0), hop = x.size(1), ov = hist.size(1), L = hop + ov;
@@ -294,52 +294,91 @@ static std::vector<Tensor> s4_stft_step(const Tensor& x, const Tensor& hist, con
   return out;
 }
 
-// Causal level control of one chunk (snnse.agc.LevelControl.step, same formulas):
-// x [B,n] (n = k·hop), d [B,1], past [B,ov] (per-sample gains in dB of the last ov input samples);
-// p: hop, target_db, c_attack, c_release, max_gain_db, floor.
-// returns: x times its gains [B,n], the output divisors [B,n] (linear), the new d [B,1] and past [B,ov]
+// Causal level control of one chunk (snnse.agc.LevelControl.step, same formulas), on raw pointers:
+// x [B,n] (n = k·hop), d [B], past [B,ov] (per-sample gains in dB of the last ov input samples);
+// p: hop, target_db, c_attack, c_release, max_gain_db, floor. Writes x times its gains, the output
+// divisors (linear), the new d and the new past.
+template <typename T> static void level_apply(const T* R xp, T* R xsp, T* R gop, const T* R dp, const T* R pp, T* R dnp,
+                                              T* R pnp, int64_t B, int64_t n, int64_t ov, const std::vector<double>& p) {
+  const int64_t hop = static_cast<int64_t>(p[0]), k = n / hop;
+  const T ln = static_cast<T>(std::log(10.0) / 20.0), target = static_cast<T>(p[1]), ca = static_cast<T>(p[2]),
+          cr = static_cast<T>(p[3]), gmax = static_cast<T>(p[4]), floor = static_cast<T>(p[5]);
+  std::vector<T> gdb(ov + n);
+  for (int64_t b = 0; b < B; ++b) {
+    const T* R xb = xp + b * n;
+    T* R xs = xsp + b * n;
+    T dv = dp[b];
+    for (int64_t i = 0; i < ov; ++i) gdb[i] = pp[b * ov + i];
+    for (int64_t j = 0; j < k; ++j) {
+      T acc = T(0);
+      for (int64_t s = 0; s < hop; ++s) acc += xb[j * hop + s] * xb[j * hop + s];
+      const T e = (T(10) * std::log10(acc / T(hop) + floor) - target) - dv;
+      dv = dv + (e > T(0) ? e * ca : e * cr);
+      const T g = std::min(std::max(-dv, -gmax), gmax), lin = std::exp(g * ln);
+      for (int64_t s = 0; s < hop; ++s) {
+        gdb[ov + j * hop + s] = g;
+        xs[j * hop + s] = xb[j * hop + s] * lin;
+      }
+    }
+    T* R go = gop + b * n;
+    for (int64_t i = 0; i < n; ++i) go[i] = std::exp(gdb[i] * ln);
+    for (int64_t i = 0; i < ov; ++i) pnp[b * ov + i] = gdb[n + i];
+    dnp[b] = dv;
+  }
+}
+
+// The level control as its own call: returns x times its gains [B,n], the output divisors [B,n], the new d [B,1]
+// and past [B,ov]
 static std::vector<Tensor> level_step(const Tensor& x_, const Tensor& d_, const Tensor& past_, std::vector<double> p) {
   const Tensor x = x_.contiguous(), d = d_.contiguous(), past = past_.contiguous();
-  const int64_t B = x.size(0), n = x.size(1), ov = past.size(1), hop = static_cast<int64_t>(p[0]), k = n / hop;
-  TORCH_CHECK(p.size() == 6 && n == k * hop, "level_step: bad arguments");
+  const int64_t B = x.size(0), n = x.size(1), ov = past.size(1), hop = static_cast<int64_t>(p[0]);
+  TORCH_CHECK(p.size() == 6 && hop > 0 && n % hop == 0, "level_step: bad arguments");
   std::vector<Tensor> out{at::empty_like(x), at::empty_like(x), at::empty_like(d), at::empty_like(past)};
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "level_step", [&] {
     using T = scalar_t;
-    const T ln = static_cast<T>(std::log(10.0) / 20.0), target = static_cast<T>(p[1]), ca = static_cast<T>(p[2]),
-            cr = static_cast<T>(p[3]), gmax = static_cast<T>(p[4]), floor = static_cast<T>(p[5]);
-    std::vector<T> gdb(ov + n);
-    const T *R xp = x.data_ptr<T>(), *R dp = d.data_ptr<T>(), *R pp = past.data_ptr<T>();
-    T *R xsp = out[0].data_ptr<T>(), *R gop = out[1].data_ptr<T>(), *R dnp = out[2].data_ptr<T>(),
-      *R pnp = out[3].data_ptr<T>();
-    for (int64_t b = 0; b < B; ++b) {
-      const T* R xb = xp + b * n;
-      T* R xs = xsp + b * n;
-      T dv = dp[b];
-      for (int64_t i = 0; i < ov; ++i) gdb[i] = pp[b * ov + i];
-      for (int64_t j = 0; j < k; ++j) {
-        T acc = T(0);
-        for (int64_t s = 0; s < hop; ++s) acc += xb[j * hop + s] * xb[j * hop + s];
-        const T e = (T(10) * std::log10(acc / T(hop) + floor) - target) - dv;
-        dv = dv + (e > T(0) ? e * ca : e * cr);
-        const T g = std::min(std::max(-dv, -gmax), gmax), lin = std::exp(g * ln);
-        for (int64_t s = 0; s < hop; ++s) {
-          gdb[ov + j * hop + s] = g;
-          xs[j * hop + s] = xb[j * hop + s] * lin;
-        }
-      }
-      T* R go = gop + b * n;
-      for (int64_t i = 0; i < n; ++i) go[i] = std::exp(gdb[i] * ln);
-      for (int64_t i = 0; i < ov; ++i) pnp[b * ov + i] = gdb[n + i];
-      dnp[b] = dv;
-    }
+    level_apply<T>(x.data_ptr<T>(), out[0].data_ptr<T>(), out[1].data_ptr<T>(), d.data_ptr<T>(), past.data_ptr<T>(),
+                   out[2].data_ptr<T>(), out[3].data_ptr<T>(), B, n, ov, p);
   });
   return out;
 }
 
+// A model's step with the level control fused around it: scales x, runs `step` on it, divides the output (the
+// first result) by the divisors and appends the new level state (d, past). lvl: {d [B,1], past [B,ov]} or empty.
+template <typename F> static std::vector<Tensor> with_level(const Tensor& x_, const std::vector<Tensor>& lvl,
+                                                            const std::vector<double>& p, F step) {
+  if (lvl.empty()) return step(x_);
+  TORCH_CHECK(lvl.size() == 2 && p.size() == 6, "level control: bad arguments");
+  std::vector<Tensor> l = level_step(x_, lvl[0], lvl[1], p);
+  std::vector<Tensor> out = step(l[0]);
+  out[0] = out[0].contiguous();
+  AT_DISPATCH_FLOATING_TYPES(out[0].scalar_type(), "with_level", [&] {
+    using T = scalar_t;
+    T* R o = out[0].data_ptr<T>();
+    const T* R g = l[1].data_ptr<T>();
+    for (int64_t i = 0; i < out[0].numel(); ++i) o[i] /= g[i];
+  });
+  out.push_back(l[2]);
+  out.push_back(l[3]);
+  return out;
+}
+
+// The registered steps: the plain ones with an optional fused level control (lvl, lp empty: none)
+static std::vector<Tensor> dpsnn_step(const Tensor& x, std::vector<Tensor> w, std::vector<double> f, std::vector<Tensor> s,
+                                      std::vector<Tensor> lvl, std::vector<double> lp) {
+  return with_level(x, lvl, lp, [&](const Tensor& xi) { return dpsnn_step_(xi, w, f, s); });
+}
+
+static std::vector<Tensor> s4_stft_step(const Tensor& x, const Tensor& hist, const Tensor& pending,
+                                        const std::optional<Tensor>& window, const Tensor& synth, std::vector<Tensor> w,
+                                        std::vector<double> f, std::vector<Tensor> s, double eps, std::vector<Tensor> lvl,
+                                        std::vector<double> lp) {
+  return with_level(x, lvl, lp, [&](const Tensor& xi) { return s4_stft_step_(xi, hist, pending, window, synth, w, f, s, eps); });
+}
+
 TORCH_LIBRARY(snnse_step, m) {
   m.def("s4_stft_step(Tensor x, Tensor hist, Tensor pending, Tensor? window, Tensor synth, Tensor[] w, float[] f,"
-        " Tensor[] s, float eps) -> Tensor[]", &s4_stft_step);
-  m.def("dpsnn_step(Tensor x, Tensor[] w, float[] f, Tensor[] s) -> Tensor[]", &dpsnn_step);
+        " Tensor[] s, float eps, Tensor[] lvl, float[] lp) -> Tensor[]", &s4_stft_step);
+  m.def("dpsnn_step(Tensor x, Tensor[] w, float[] f, Tensor[] s, Tensor[] lvl, float[] lp) -> Tensor[]", &dpsnn_step);
   m.def("level_step(Tensor x, Tensor d, Tensor past, float[] p) -> Tensor[]", &level_step);
   m.def("s4_masker(Tensor feats, Tensor[] w, float[] f, Tensor[] s, bool stft, float eps) -> Tensor[]", &s4_masker);
 }

@@ -58,20 +58,29 @@ class DPSNNPlan:
             p.cpp_w += [p.w_ro, p.b_ro, p.beta_ro, p.th_sup, p.w_mask, p.b_mask]
         return p
 
-    def compiled_step(self, chunk, state):
-        """The hop as one call of ``torch.ops.snnse_step.dpsnn_step`` (same state structure)."""
+    def compiled_step(self, chunk, state, level=None):
+        """The hop as one call of ``torch.ops.snnse_step.dpsnn_step`` (same state structure), with
+        the input level control ``level`` (:class:`snnse.agc.LevelControl`) fused in when given."""
         (hist, pending), ms = state["frontend"], state["masker"]
         flat = [hist, pending]
         for h, (v1,), (v, eta, s), y in ms["blocks"]:
             flat += [h, v1, v, eta, s, y]
         flat.append(ms["readout"][0])
-        r = self.ops.dpsnn_step(chunk, self.cpp_w, self.cpp_f, flat)
+        lvl, lp = (list(state["level"]), level.params) if level is not None else ([], [])
+        r = self.ops.dpsnn_step(chunk, self.cpp_w, self.cpp_f, flat, lvl, lp)
+        new = {}
+        if level is not None:
+            new["level"] = (r[-2], r[-1])
+            r = r[:-2]
         blocks = tuple((r[i], (r[i + 1],), (r[i + 2], r[i + 3], r[i + 4]), r[i + 5]) for i in range(3, len(r) - 1, 6))
-        return r[0], {"frontend": (r[1], r[2]), "masker": {"blocks": blocks, "readout": (r[-1],)}}
+        new.update({"frontend": (r[1], r[2]), "masker": {"blocks": blocks, "readout": (r[-1],)}})
+        return r[0], new
 
-    def step(self, chunk, state, record=None):
+    def step(self, chunk, state, record=None, level=None):
         if self.ops is not None and record is None:
-            return self.compiled_step(chunk, state)
+            return self.compiled_step(chunk, state, level)
+        if level is not None:  # only the compiled call fuses the level control
+            return None
         mstate = state["masker"]
         new_blocks = []
 

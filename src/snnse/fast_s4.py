@@ -65,17 +65,29 @@ class S4Plan:
         new_state.extend((r[i], (r[i + 1],)) for i in range(1, len(r), 2))
         return r[0]
 
-    def compiled_stft_step(self, chunk, state):
-        """The whole hop with the STFT front-end as one call of ``torch.ops.snnse_step.s4_stft_step``."""
+    def compiled_stft_step(self, chunk, state, level=None):
+        """The whole hop with the STFT front-end as one call of ``torch.ops.snnse_step.s4_stft_step``,
+        with the input level control ``level`` fused in when given."""
         fe, (hist, pending) = self.fe, state["frontend"]
         flat = [t for xs, (v,) in state["masker"] for t in (xs, v)]
-        r = self.ops.s4_stft_step(chunk, hist, pending, fe.window, fe.synth, self.cpp_w, self.cpp_f, flat, fe.eps)
-        return r[0], {"frontend": (r[1], r[2]), "masker": tuple((r[i], (r[i + 1],)) for i in range(3, len(r), 2))}
+        lvl, lp = (list(state["level"]), level.params) if level is not None else ([], [])
+        r = self.ops.s4_stft_step(chunk, hist, pending, fe.window, fe.synth, self.cpp_w, self.cpp_f, flat, fe.eps,
+                                  lvl, lp)
+        new = {}
+        if level is not None:
+            new["level"] = (r[-2], r[-1])
+            r = r[:-2]
+        new.update({"frontend": (r[1], r[2]), "masker": tuple((r[i], (r[i + 1],)) for i in range(3, len(r), 2))})
+        return r[0], new
 
-    def step(self, chunk, state, record=None):
+    def step(self, chunk, state, record=None, level=None):
         mstate = state["masker"]
         if not mstate[0][0].is_complex():  # e.g. a real-valued state of an export wrapper
             return None
+        if level is not None:  # only the compiled STFT call fuses the level control
+            if self.ops is None or record is not None or not isinstance(self.fe, STFTFE):
+                return None
+            return self.compiled_stft_step(chunk, state, level)
         new_state = []
         if self.ops is not None and record is None:
             if isinstance(self.fe, STFTFE):
