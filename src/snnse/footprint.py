@@ -8,10 +8,11 @@ Three figures decide whether a streaming enhancer fits a device:
   file really stores (folded constants and int8 weights with their scales included).
 * **state** (RAM, persistent): the tensors carried from one hop to the next.
 * **peak activations** (RAM, transient): the largest total size of intermediate tensors alive at
-  once while one step runs, from ONNX shape inference and a liveness scan over the nodes in
-  graph order (a tensor lives from the node that writes it to the last node that reads it; the
-  new state counts until the end of the step). It is an estimate for a runtime that frees each
-  buffer after its last use and does not compute in place.
+  once while one step runs, from ONNX shape inference and a liveness scan (a tensor lives from
+  the node that writes it to the last node that reads it; the new state counts until the end of
+  the step), the smaller of two valid schedules: the file's node order, and each node run just
+  before its first consumer (depth-first from the outputs). It is an estimate for a runtime that
+  frees each buffer after its last use and does not compute in place.
 
 The default budget is a Cortex-M33-class part with 2 MB flash and 786 KB SRAM (e.g. STM32U575);
 ``KB``/``MB`` are binary (1024, 1024²).
@@ -76,6 +77,50 @@ def _tensor_bytes(t) -> int:
     return n * _elem_size(t.data_type)
 
 
+def _peak(nodes, outputs, sizes: dict, skip: set) -> int:
+    """Largest total size of live intermediate tensors when ``nodes`` run in this order."""
+    last_use: dict[str, int] = {}
+    for i, node in enumerate(nodes):
+        for name in node.input:
+            last_use[name] = i
+    for name in outputs:
+        last_use[name] = len(nodes)
+    live: dict[str, int] = {}
+    peak = 0
+    for i, node in enumerate(nodes):
+        for name in node.output:
+            if name not in skip:
+                live[name] = sizes.get(name, 0)
+        peak = max(peak, sum(live.values()))
+        for name in [n for n in live if last_use.get(n, i) <= i]:
+            del live[name]
+    return peak
+
+
+def _lazy_order(g) -> list:
+    """The nodes in depth-first post-order from the graph outputs: each node runs just before its
+    first consumer needs it (what a runtime's scheduler may do; tools such as the quantiser may
+    hoist state-only computations of every layer to the start of the file's node order)."""
+    producer = {o: n for n in g.node for o in n.output}
+    order, done = [], set()
+    for out in [o.name for o in g.output]:
+        stack = [(producer.get(out), False)]
+        while stack:
+            node, expanded = stack.pop()
+            if node is None or id(node) in done:
+                continue
+            if expanded:
+                done.add(id(node))
+                order.append(node)
+                continue
+            stack.append((node, True))
+            for name in reversed(list(node.input)):
+                p = producer.get(name)
+                if p is not None and id(p) not in done:
+                    stack.append((p, False))
+    return order + [n for n in g.node if id(n) not in done]  # nodes no output depends on
+
+
 def graph_footprint(path: str | os.PathLike) -> dict:
     """Weights by dtype, state bytes and peak activation bytes of one step of an exported graph.
 
@@ -115,22 +160,9 @@ def graph_footprint(path: str | os.PathLike) -> dict:
     const_nodes = {o for n in g.node if n.op_type == "Constant" for o in n.output}
     # weights stored in int8 and dequantised on the fly are weights, not activations
     const_nodes |= {n.output[0] for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in consts}
-    last_use: dict[str, int] = {}
-    for i, node in enumerate(g.node):
-        for name in node.input:
-            last_use[name] = i
-    end = len(g.node)
-    for o in g.output:
-        last_use[o.name] = end
-    live: dict[str, int] = {}
-    peak = 0
-    for i, node in enumerate(g.node):
-        for name in node.output:
-            if name not in consts and name not in const_nodes:
-                live[name] = sizes.get(name, 0)
-        peak = max(peak, sum(live.values()))
-        for name in [n for n in live if last_use.get(n, i) <= i]:
-            del live[name]
+    skip = consts | const_nodes
+    peak = min(_peak(list(g.node), [o.name for o in g.output], sizes, skip),
+               _peak(_lazy_order(g), [o.name for o in g.output], sizes, skip))
     return {"weights": weights, "weight_bytes": sum(weights.values()), "state_bytes": state_bytes,
             "io_bytes": io_bytes, "peak_activation_bytes": peak, "file_bytes": os.path.getsize(path)}
 
