@@ -48,7 +48,12 @@ class Enhancer(nn.Module):
     Shape:
         forward: ``noisy [B, T]`` or ``[T]`` → ``enhanced`` of the same shape.
         step: ``chunk [B, k·hop]`` → ``out [B, k·hop]``, the output lagging by ``frame_length − hop``
-        samples; :class:`snnse.streaming.Streamer` hides that bookkeeping.
+        samples; :class:`snnse.streaming.Streamer` hides that bookkeeping. The state is
+        ``{"frontend", "masker"}``, plus ``"level"`` with a level control.
+
+    Attributes:
+        level: the causal input level control (:class:`snnse.agc.LevelControl`) or None; set
+            with :meth:`set_level_control` or the ``level_control`` keyword of :func:`get`.
     """
 
     def __init__(self, frontend: Frontend, masker: nn.Module):
