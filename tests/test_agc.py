@@ -124,3 +124,22 @@ def test_level_control_fused_into_the_compiled_hop(name, data_dir):
             outs[compiled] = (torch.cat(ys, -1), st["level"])
     assert torch.allclose(outs[True][0], outs[False][0], atol=1e-10, rtol=0)
     assert all(torch.allclose(a, b, atol=1e-10, rtol=0) for a, b in zip(outs[True][1], outs[False][1]))
+
+
+def test_compiled_offline_gains_equal_the_pytorch_loop():
+    from snnse import fast_cpp, fast_step
+
+    if not fast_step.compiled() or fast_cpp.load() is None:
+        pytest.skip("compiled step not available")
+    lc = LevelControl(hop=128, delay=384, sample_rate=16000, target_db=-19.0, attack_s=0.5, release_s=5.0)
+    torch.manual_seed(2)
+    x = torch.randn(3, 5000, dtype=torch.float64) * torch.tensor([[1e-4], [0.01], [0.9]], dtype=torch.float64)
+    x.requires_grad_(True)
+    fast = lc.offline(x)
+    fast_step.set_compiled(False)
+    try:
+        ref = lc.offline(x)
+    finally:
+        fast_step.set_compiled(True)
+    assert fast.shape == ref.shape == x.shape and not fast.requires_grad
+    assert torch.allclose(fast, ref, rtol=1e-12, atol=0)

@@ -83,12 +83,26 @@ class LevelControl:
         return torch.exp(hop_gains * _DB).unsqueeze(-1).expand(b, k, self.hop).reshape(b, k * self.hop)
 
     def offline(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-sample gains ``[B, T]`` of a whole signal ``x [B, T]`` (the last hop zero-padded)."""
+        """Per-sample gains ``[B, T]`` of a whole signal ``x [B, T]`` (the last hop zero-padded),
+        computed without autograd (they are constants of the graph); on the CPU in one call of the
+        compiled ``level_step`` when it builds, else with the PyTorch loop over hops."""
         t = x.shape[-1]
         pad = -t % self.hop
-        xp = torch.nn.functional.pad(x, (0, pad)) if pad else x
+        xp = torch.nn.functional.pad(x.detach(), (0, pad)) if pad else x.detach()
+        ops = self._compiled(x)
+        if ops is not None:  # the loop over hops in C++ (gains are constants for autograd anyway)
+            z = xp.new_zeros(x.shape[0], 1)
+            return ops.level_step(xp.contiguous(), z, z[:, :0], self.params)[1][:, :t]
         g, _ = self.hop_gains(xp, x.new_zeros(x.shape[0], 1))
         return self.sample_gains(g)[:, :t]
+
+    @staticmethod
+    def _compiled(x: torch.Tensor):
+        """The compiled operators if ``x`` may use them (CPU, fast path on, compiled allowed, not
+        tracing), else None."""
+        if x.device.type == "cpu" and fast_step.enabled() and fast_step.compiled() and not fast_step._tracing():
+            return fast_cpp.load()
+        return None
 
     def step(self, chunk: torch.Tensor, state) -> tuple[torch.Tensor, torch.Tensor, tuple]:
         """``chunk [B, k·hop]`` → (the chunk times its gains, output divisors ``[B, k·hop]``, new state).
@@ -97,12 +111,10 @@ class LevelControl:
         :mod:`snnse.fast_cpp` when that builds (same formulas; equal up to float rounding).
         """
         d, past = state
-        if chunk.device.type == "cpu" and not torch.is_grad_enabled() and fast_step.enabled() \
-                and fast_step.compiled() and not fast_step._tracing():
-            ops = fast_cpp.load()
-            if ops is not None:
-                x, g_out, d, past = ops.level_step(chunk, d, past, self.params)
-                return x, g_out, (d, past)
+        ops = None if torch.is_grad_enabled() else self._compiled(chunk)
+        if ops is not None:
+            x, g_out, d, past = ops.level_step(chunk, d, past, self.params)
+            return x, g_out, (d, past)
         g, d = self.hop_gains(chunk, d)
         g_in_db = g.unsqueeze(-1).expand(*g.shape, self.hop).reshape(g.shape[0], -1)
         hist = torch.cat([past, g_in_db], -1)
