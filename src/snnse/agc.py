@@ -85,14 +85,16 @@ class LevelControl:
     def offline(self, x: torch.Tensor) -> torch.Tensor:
         """Per-sample gains ``[B, T]`` of a whole signal ``x [B, T]`` (the last hop zero-padded),
         computed without autograd (they are constants of the graph); on the CPU in one call of the
-        compiled ``level_step`` when it builds, else with the PyTorch loop over hops."""
+        compiled ``level_step`` when it builds (also for CUDA inputs: one copy instead of a loop of
+        small kernels), else with the PyTorch loop over hops."""
         t = x.shape[-1]
         pad = -t % self.hop
         xp = torch.nn.functional.pad(x.detach(), (0, pad)) if pad else x.detach()
-        ops = self._compiled(x)
-        if ops is not None:  # the loop over hops in C++ (gains are constants for autograd anyway)
-            z = xp.new_zeros(x.shape[0], 1)
-            return ops.level_step(xp.contiguous(), z, z[:, :0], self.params)[1][:, :t]
+        ops = self._compiled(xp.cpu())
+        if ops is not None:  # the loop over hops in C++, on the CPU (the gains are constants for autograd)
+            xc = xp.cpu().contiguous()
+            z = xc.new_zeros(x.shape[0], 1)
+            return ops.level_step(xc, z, z[:, :0], self.params)[1][:, :t].to(x.device)
         g, _ = self.hop_gains(xp, x.new_zeros(x.shape[0], 1))
         return self.sample_gains(g)[:, :t]
 
