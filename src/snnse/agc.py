@@ -19,9 +19,10 @@ hop, as a model can at run time:
 
 The state is ``(d [B, 1], past gains [B, frame_length − hop])`` in dB, all zeros at the start
 (``d = 0``: the estimate starts at the target, i.e. unity gain; the ONNX export relies on the
-all-zeros initial state). The loop over hops is a scalar recurrence per stream (a few tensor
-operations per hop); the model itself is untouched, so its fast and compiled step paths stay
-as they are.
+all-zeros initial state). The loop over hops is a scalar recurrence per stream: one call of the
+compiled ``level_step`` of :mod:`snnse.fast_cpp` offline and for a separate streaming step, fused
+into the compiled DPSNN and Spiking-S4 hops, and a few tensor operations per hop in PyTorch where
+that is not available (autograd through the scaled input, tracing for the ONNX export).
 """
 
 from __future__ import annotations
@@ -90,9 +91,10 @@ class LevelControl:
         t = x.shape[-1]
         pad = -t % self.hop
         xp = torch.nn.functional.pad(x.detach(), (0, pad)) if pad else x.detach()
-        ops = self._compiled(xp.cpu())
+        xc = xp.cpu()
+        ops = self._compiled(xc)
         if ops is not None:  # the loop over hops in C++, on the CPU (the gains are constants for autograd)
-            xc = xp.cpu().contiguous()
+            xc = xc.contiguous()
             z = xc.new_zeros(x.shape[0], 1)
             return ops.level_step(xc, z, z[:, :0], self.params)[1][:, :t].to(x.device)
         g, _ = self.hop_gains(xp, x.new_zeros(x.shape[0], 1))
