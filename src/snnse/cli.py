@@ -229,8 +229,10 @@ def cmd_models(args: argparse.Namespace) -> int:
             m = json.loads(meta.read_text())
             scores = m.get("demo_test", {})
             if scores:
+                fmt = {"sisnr": ".2f", "pesq_wb": ".3f", "stoi": ".3f"}  # STOI differences are small
                 line += "; demo test: " + ", ".join(
-                    f"{k} {v['noisy']:.2f} -> {v['model']:.2f}" for k, v in scores.items())
+                    f"{k} {v['noisy']:{fmt.get(k, '.2f')}} -> {v['model']:{fmt.get(k, '.2f')}}"
+                    for k, v in scores.items())
         print(line + ("  [default]" if name == pretrained.DEFAULT else ""))
         print(f"  {'':<16} {what}")
     print("architectures (snnse create NAME, model.name in recipes): " + ", ".join(snnse.available()))
