@@ -56,10 +56,10 @@ class LevelControl:
         self.hop, self.delay = int(hop), int(delay)
         self.target_db, self.max_gain_db = float(target_db), float(max_gain_db)
         self.floor = 10.0 ** (float(floor_db) / 10.0)
-        self.params = [float(self.hop), self.target_db, 0.0, 0.0, self.max_gain_db, self.floor]
         self.c_attack = 1.0 - math.exp(-hop / (attack_s * sample_rate))
         self.c_release = 1.0 - math.exp(-hop / (release_s * sample_rate))
-        self.params[2:4] = [self.c_attack, self.c_release]  # for the compiled step (snnse.fast_cpp)
+        # the arguments of the compiled level_step (snnse.fast_cpp)
+        self.params = [float(self.hop), self.target_db, self.c_attack, self.c_release, self.max_gain_db, self.floor]
 
     def initial_state(self, batch: int, device=None, dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
         return (torch.zeros(batch, 1, device=device, dtype=dtype),

@@ -116,7 +116,7 @@ class _RealIDFT(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, spec, weight, scale, out_window, n_fft):  # noqa: ARG004
-        k = int(scale.type().sizes()[0]) if scale.type().sizes() else None
+        k = n_fft // 2 + 1
         z = g.op("Reshape", spec, g.op("Constant", value_t=torch.tensor([0, 0, 2, -1], dtype=torch.int64)))
         z = g.op("Mul", g.op("Transpose", z, perm_i=[0, 1, 3, 2]), scale)  # [B, F, K, 2] · c
         pads = torch.tensor([0, 0, 0, 0, 0, 0, n_fft - k, 0], dtype=torch.int64)
@@ -127,16 +127,18 @@ class _RealIDFT(torch.autograd.Function):
 
 
 def _stft_dft_consts(fe) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(analysis window ``[L]``, ``c [K, 1]``, synthesis window ``[L]``) of an STFT front-end, float32."""
-    n_fft, hop = fe.frame_length, fe.hop
-    w = torch.ones(n_fft, dtype=torch.float64) if fe.window == "rect" else torch.hann_window(n_fft, dtype=torch.float64)
-    gain = torch.stack([(w**2)[j::hop].sum() for j in range(hop)])
-    c = torch.full((fe.n_features, 1), 2.0, dtype=torch.float64)
+    """(analysis window ``[L]``, ``c [K, 1]``, synthesis window ``[L]``) of an STFT front-end: the
+    windows read off its Fourier matrices as the fast streaming path does
+    (:class:`snnse.fast_step.STFTFE`), ``c_k`` = 1 at DC and Nyquist, else 2."""
+    from .fast_step import STFTFE
+
+    plan = STFTFE(fe)
+    window = plan.window if plan.window is not None else torch.ones_like(plan.synth)
+    c = torch.full((fe.n_features, 1), 2.0, dtype=plan.synth.dtype)
     c[0] = 1.0
-    if n_fft % 2 == 0:
+    if fe.frame_length % 2 == 0:
         c[-1] = 1.0
-    out = w / gain[torch.arange(n_fft) % hop]
-    return w.float(), c.float(), out.float()
+    return window, c, plan.synth
 
 
 def _stft_analyze_dft(fe, frames: torch.Tensor):

@@ -160,9 +160,8 @@ def graph_footprint(path: str | os.PathLike) -> dict:
     const_nodes = {o for n in g.node if n.op_type == "Constant" for o in n.output}
     # weights stored in int8 and dequantised on the fly are weights, not activations
     const_nodes |= {n.output[0] for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in consts}
-    skip = consts | const_nodes
-    peak = min(_peak(list(g.node), [o.name for o in g.output], sizes, skip),
-               _peak(_lazy_order(g), [o.name for o in g.output], sizes, skip))
+    skip, outputs = consts | const_nodes, [o.name for o in g.output]
+    peak = min(_peak(list(g.node), outputs, sizes, skip), _peak(_lazy_order(g), outputs, sizes, skip))
     return {"weights": weights, "weight_bytes": sum(weights.values()), "state_bytes": state_bytes,
             "io_bytes": io_bytes, "peak_activation_bytes": peak, "file_bytes": os.path.getsize(path)}
 

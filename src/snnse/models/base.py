@@ -138,24 +138,27 @@ class Enhancer(nn.Module):
         """
         if self.level is None:
             return self._step(chunk, state, record)
-        if record is None and chunk.shape[-1] == self.frontend.hop and not torch.is_grad_enabled():
-            plan = fast_step.plan_for(self)  # a compiled hop with the level control fused in
-            if plan is not None and chunk.dtype == plan.dtype and chunk.device == plan.device:
-                res = plan.step(chunk, state, None, level=self.level)
-                if res is not None:
-                    return res
+        res = self._fast_step(chunk, state, record, self.level)  # the compiled hop, level control fused in
+        if res is not None:
+            return res
         scaled, g_out, level = self.level.step(chunk, state["level"])
         out, new = self._step(scaled, state, record)
         new["level"] = level
         return out / g_out, new
 
+    def _fast_step(self, chunk, state, record, level=None):
+        """The fast path of :mod:`snnse.fast_step` for one hop without autograd, or None."""
+        if chunk.shape[-1] != self.frontend.hop or torch.is_grad_enabled():
+            return None
+        plan = fast_step.plan_for(self)
+        if plan is None or chunk.dtype != plan.dtype or chunk.device != plan.device:
+            return None
+        return plan.step(chunk, state, record, level=level)
+
     def _step(self, chunk: torch.Tensor, state: dict, record: dict | None = None) -> tuple[torch.Tensor, dict]:
-        if chunk.shape[-1] == self.frontend.hop and not torch.is_grad_enabled():
-            plan = fast_step.plan_for(self)
-            if plan is not None and chunk.dtype == plan.dtype and chunk.device == plan.device:
-                res = plan.step(chunk, state, record)
-                if res is not None:
-                    return res
+        res = self._fast_step(chunk, state, record)
+        if res is not None:
+            return res
         hist, pending = state["frontend"]
         frames, hist = self.frontend.frames_step(chunk, hist)
         feats, ctx = self.frontend.analyze(frames)
