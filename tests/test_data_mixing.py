@@ -157,3 +157,27 @@ def test_epoch_index_pairs_from_the_sampler(data_dir):
     for e, i in list(sampler)[:2]:
         assert np.array_equal(ds[(e, i)][0].numpy(), ds.sample(i, e)["noisy"])
         assert not np.array_equal(ds[(e, i)][0].numpy(), ds.sample(i, e + 1)["noisy"])
+
+
+def test_clean_weights_bias_the_draws_reproducibly(make, data_dir):
+    files = sorted(p.name for p in (data_dir / "voicebank_debug" / "clean").iterdir())
+    favoured = files[0]
+    base = make(length=120)
+    weighted = make(length=120, clean_weights={favoured: 20})
+    again = make(length=120, clean_weights={favoured: 20})
+    share = [sum(ds.sample(i)["clean_file"].name == favoured for i in range(120)) / 120
+             for ds in (base, weighted)]
+    # uniform: ~1/len(files); weight 20 against 1 for the others: ~20/(20 + len(files) - 1)
+    expect = 20 / (20 + len(files) - 1)
+    assert share[0] < 0.5 * expect and abs(share[1] - expect) < 0.2
+    assert all(np.array_equal(weighted.sample(i)["noisy"], again.sample(i)["noisy"]) for i in range(8))
+    item = weighted.sample(5)
+    assert np.array_equal(item["noisy"], item["clean"] + item["noise"])
+    # a weight of 0 excludes a file; all-zero or negative weights are an error
+    never = make(length=60, clean_weights={favoured: 0})
+    assert all(never.sample(i)["clean_file"].name != favoured for i in range(60))
+    for bad in ({"*": 0}, {favoured: -1}, {"*": float("nan")}):
+        with pytest.raises(ValueError, match="clean_weights"):
+            make(clean_weights=bad)
+    # without weights the draws are those of earlier versions (uniform integers)
+    assert np.array_equal(make(clean_weights=None).sample(3)["noisy"], base.sample(3)["noisy"])

@@ -11,6 +11,7 @@ speech, noise and (optionally) room impulse responses.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import warnings
 from pathlib import Path
@@ -151,6 +152,29 @@ class _AudioIndex:
     def __len__(self) -> int:
         return len(self.files)
 
+    cdf: np.ndarray | None = None  # cumulative sampling weights (None: uniform)
+
+    def set_weights(self, weights: dict | None) -> None:
+        """Draw file ``k`` with probability proportional to the weight of the first matching pattern."""
+        if not weights:
+            self.cdf = None
+            return
+        w = np.ones(len(self.files))
+        for k, f in enumerate(self.files):
+            for pattern, weight in weights.items():
+                if fnmatch.fnmatch(Path(f).name, str(pattern)):
+                    w[k] = float(weight)
+                    break
+        if not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"clean_weights must be finite, non-negative and not all zero: {weights}")
+        self.cdf = np.cumsum(w) / w.sum()
+
+    def draw(self, rng: np.random.Generator) -> int:
+        """A random file index (one draw of ``rng``)."""
+        if self.cdf is None:
+            return int(rng.integers(len(self)))
+        return min(int(np.searchsorted(self.cdf, rng.random(), side="right")), len(self) - 1)
+
     def read(self, k: int, start: int, frames: int) -> np.ndarray:
         """``frames`` mono float32 samples of file ``k`` from ``start``."""
         if k in self.cache:
@@ -244,6 +268,11 @@ class MixingDataset(torch.utils.data.Dataset):
             ``noise_speed_prob``, ``eq_prob``, ``noise_eq_prob``, ``eq_db``,
             ``sim_rir``, ``sim_rir_count``, ``sim_rir_seed``, ``sim_rir_rt60``,
             ``sim_rir_share``); None or ``{}`` for none.
+        clean_weights: Sampling weights of the clean files, ``{pattern: weight}`` with
+            ``fnmatch`` patterns on the file name (the first pattern that matches wins;
+            unmatched files weigh 1). A file is drawn with probability proportional to its
+            weight (e.g. ``{"en_*": 3}`` to see a recording chain more often). None (the
+            default): uniform over files, the draws of earlier versions.
 
     Raises:
         AudioError: No audio files in a source, or an unreadable file.
@@ -258,7 +287,7 @@ class MixingDataset(torch.utils.data.Dataset):
                  length: int = 1000, snr_range: tuple[float, float] = (-5, 20),
                  level_range: tuple[float, float] = (-35, -15), rir: Sources | None = None,
                  rir_prob: float = 0.0, sample_rate: int = 16000, seed: int = 0,
-                 augment: Augment | dict | None = None):
+                 augment: Augment | dict | None = None, clean_weights: dict | None = None):
         if segment <= 0 or length <= 0 or context < 0:
             raise ValueError("segment and length must be positive and context non-negative")
         self.n = int(segment) + int(context)
@@ -268,6 +297,7 @@ class MixingDataset(torch.utils.data.Dataset):
         self.sample_rate = int(sample_rate)
         self.augment = augment if isinstance(augment, Augment) else Augment.from_dict(augment)
         self.clean = _AudioIndex(clean, sample_rate, "clean")
+        self.clean.set_weights(clean_weights)
         self.noise = _AudioIndex(noise, sample_rate, "noise")
         self.rir = _AudioIndex(rir, sample_rate, "RIR", preload=True) if rir is not None else None
         self.sim_rir = None
@@ -292,7 +322,7 @@ class MixingDataset(torch.utils.data.Dataset):
         """A non-silent random crop of ``n`` (default ``self.n``) samples (zero-padded or looped if short)."""
         n = self.n if n is None else int(n)
         for _ in range(self.max_tries):
-            k = int(rng.integers(len(index)))
+            k = index.draw(rng)
             size = int(index.lengths[k])
             if size >= n:
                 x = index.read(k, int(rng.integers(0, size - n + 1)), n)
