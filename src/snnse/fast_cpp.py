@@ -17,6 +17,14 @@ MKL's, so the outputs equal the module path up to float rounding. The Spiking-S4
 masker (encoder, the S4D recurrences in real pairs, emission, LIF, residual, layer norm, decoder),
 and with the STFT front-end the whole hop (framing, ``at::fft_rfft``/``at::fft_irfft``, the
 magnitude, the masking and the overlap-add) in the same call.
+
+``torch.classes.snnse_step.Hop`` runs either whole hop for one stream (:mod:`snnse.streaming`): it
+takes the weights once and keeps the state, updated in place, so that a hop is one call with one
+tensor in and one out. The Spiking-S4 constants are laid out per channel as unit-stride rows
+(``[D, 6, M]``: Re/Im of ``dA``, ``dB`` and ``2C``), and the Hop keeps its S4D state planar
+(``[B, D, 2, M]``) rather than as the module path's interleaved complex numbers: the recurrence is
+then unit-stride throughout, which measured about 3× faster than the interleaved loop (the S4D
+recurrence was ~2/3 of a Spiking-S4 hop). :meth:`Hop.get_state` converts back.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ SOURCE = r"""
 #include <ATen/ops/mul.h>
 #include <ATen/ops/view_as_complex.h>
 #include <ATen/ops/view_as_real.h>
+#include <torch/custom_class.h>
 #include <torch/library.h>
 #include <cmath>
 #include <cstdint>
@@ -72,9 +81,9 @@ template <typename T> static inline void axpy_gemv(const T* R x, int64_t n_in, c
 // f: ln_eps, then per block: v_th, b0, beta
 // s: fe_hist [B,ov], pending [B,ov], per block: hist [B,C,K-1], v1 [B,C], v [B,C], eta [B,C], s [B,C], y [B,C];
 //    then u [B,C]
-// returns: out [B,hop], then the new state in the order of s
+// returns: out [B,hop], then the new state in the order of s (inplace: the tensors of s, updated; y is then s)
 static std::vector<Tensor> dpsnn_step_(const Tensor& x, std::vector<Tensor> w, std::vector<double> f,
-                                       std::vector<Tensor> s) {
+                                       std::vector<Tensor> s, bool inplace = false) {
   const int64_t B = x.size(0), hop = x.size(1), L = w[0].size(0), N = w[0].size(1), C = w[6].size(1);
   const int64_t X = (static_cast<int64_t>(w.size()) - 15) / 8, ov = L - hop;
   TORCH_CHECK(static_cast<int64_t>(w.size()) == 15 + 8 * X && static_cast<int64_t>(s.size()) == 3 + 6 * X,
@@ -83,15 +92,20 @@ static std::vector<Tensor> dpsnn_step_(const Tensor& x, std::vector<Tensor> w, s
   for (auto& t : s) t = t.contiguous();
   std::vector<Tensor> out;
   out.push_back(at::empty({B, hop}, x.options()));
-  out.push_back(at::empty({B, ov}, x.options()));
-  out.push_back(at::empty({B, ov}, x.options()));
-  for (int64_t j = 0; j < X; ++j) {
-    const int64_t K = w[9 + 8 * j].size(1);
-    out.push_back(at::empty({B, C, K - 1}, x.options()));
-    for (int q = 0; q < 4; ++q) out.push_back(at::empty({B, C}, x.options()));
-    out.push_back(out.back());  // y is the ALIF's spikes (the same tensor, as in the module path)
+  if (inplace) {  // every state value is read before its slot is written (same index, or history shifted down)
+    for (int64_t j = 0; j < X; ++j) s[2 + 6 * j + 5] = s[2 + 6 * j + 4];  // y and s: one tensor
+    out.insert(out.end(), s.begin(), s.end());
+  } else {
+    out.push_back(at::empty({B, ov}, x.options()));
+    out.push_back(at::empty({B, ov}, x.options()));
+    for (int64_t j = 0; j < X; ++j) {
+      const int64_t K = w[9 + 8 * j].size(1);
+      out.push_back(at::empty({B, C, K - 1}, x.options()));
+      for (int q = 0; q < 4; ++q) out.push_back(at::empty({B, C}, x.options()));
+      out.push_back(out.back());  // y is the ALIF's spikes (the same tensor, as in the module path)
+    }
+    out.push_back(at::empty({B, C}, x.options()));
   }
-  out.push_back(at::empty({B, C}, x.options()));
   Tensor xin = x.contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dpsnn_step", [&] {
     using T = scalar_t;
@@ -172,17 +186,37 @@ static std::vector<Tensor> dpsnn_step_(const Tensor& x, std::vector<Tensor> w, s
   return out;
 }
 
+// One S4D channel: x <- dA x + dB u (complex, in real pairs), returns 2 Re sum C x (vectorised over the M modes;
+// sums in another order than the module path). p: the channel's constants [6, M] (Re dA, Im dA, Re dB, Im dB,
+// 2 Re C, -2 Im C), each a unit-stride row. The state is [M, 2] (interleaved, the module path's complex layout) or,
+// PLANAR, [2, M] (the Hop's own layout: unit stride everywhere, about twice as fast). xo and xn may be the same
+// memory (in place: each slot is read before it is written).
+template <typename T, bool PLANAR> static inline T s4d_channel(const T* R p, const T* xo, T* xn, int64_t M, T u) {
+  T acc = T(0);
+  _Pragma("omp simd reduction(+:acc)")
+  for (int64_t m = 0; m < M; ++m) {
+    const T ar = p[m], ai = p[M + m];
+    const T r = PLANAR ? xo[m] : xo[2 * m], im = PLANAR ? xo[M + m] : xo[2 * m + 1];
+    const T nr = (ar * r - ai * im) + p[2 * M + m] * u, ni = (ar * im + ai * r) + p[3 * M + m] * u;
+    xn[PLANAR ? m : 2 * m] = nr;
+    xn[PLANAR ? M + m : 2 * m + 1] = ni;
+    acc += nr * p[4 * M + m] + ni * p[5 * M + m];
+  }
+  return acc;
+}
+
 // Spiking-S4 masker on one frame, LIF/PLIF units: feats [B,F] -> mask [B,F].
-// w: enc_w [F,D], enc_b [D] (input offset folded in), per layer: dA [D,M,2], dB [D,2M], c2 [D,2M] (2 Re C, -2 Im C
-//    interleaved), Dskip [D], em_w [D,D], em_b [D], k [], ln_g [D], ln_b [D]; then dec_w [D,F], dec_b [F] (+1 folded)
-// f: per layer v_th, ln_eps.  s: per layer x [B,D,M] complex, v [B,D].
+// w: enc_w [F,D], enc_b [D] (input offset folded in), per layer: s4d [D,6,M] (see s4d_channel), Dskip [D],
+//    em_w [D,D], em_b [D], k [], ln_g [D], ln_b [D]; then dec_w [D,F], dec_b [F] (+1 folded)
+// f: per layer v_th, ln_eps.  s: per layer x [B,D,M] complex (planar: real [B,D,2,M]), v [B,D].
 // returns: mask [B,F], then the new state in the order of s.
 // stft: feats_ is the complex spectrum [B,F]; the features are sqrt(re² + im² + eps) and the first result is
 // the masked spectrum (complex [B,F]) instead of the mask.
-static std::vector<Tensor> s4_masker(const Tensor& input, std::vector<Tensor> w, std::vector<double> f,
-                                     std::vector<Tensor> s, bool stft, double eps) {
-  const int64_t n_layers = (static_cast<int64_t>(w.size()) - 4) / 9;
-  TORCH_CHECK(static_cast<int64_t>(w.size()) == 4 + 9 * n_layers && static_cast<int64_t>(s.size()) == 2 * n_layers,
+static std::vector<Tensor> s4_masker_(const Tensor& input, std::vector<Tensor> w, std::vector<double> f,
+                                      std::vector<Tensor> s, bool stft, double eps, bool inplace,
+                                      bool planar = false) {
+  const int64_t n_layers = (static_cast<int64_t>(w.size()) - 4) / 7;
+  TORCH_CHECK(static_cast<int64_t>(w.size()) == 4 + 7 * n_layers && static_cast<int64_t>(s.size()) == 2 * n_layers,
               "s4_masker: bad argument lists");
   Tensor spec = stft ? at::view_as_real(input).contiguous() : Tensor();
   Tensor feats = stft ? at::empty({input.size(0), input.size(1)}, spec.options()) : input.contiguous();
@@ -190,10 +224,10 @@ static std::vector<Tensor> s4_masker(const Tensor& input, std::vector<Tensor> w,
   for (auto& t : w) t = t.contiguous();
   std::vector<Tensor> out{at::empty({B, F}, feats.options())}, xr(n_layers);
   for (int64_t l = 0; l < n_layers; ++l) {
-    xr[l] = at::view_as_real(s[2 * l]).contiguous();
+    xr[l] = planar ? s[2 * l].contiguous() : at::view_as_real(s[2 * l]).contiguous();
     s[2 * l + 1] = s[2 * l + 1].contiguous();
-    out.push_back(at::empty_like(xr[l]));
-    out.push_back(at::empty({B, D}, feats.options()));
+    out.push_back(inplace ? xr[l] : at::empty_like(xr[l]));  // the recurrences read each slot before writing it
+    out.push_back(inplace ? s[2 * l + 1] : at::empty({B, D}, feats.options()));
   }
   AT_DISPATCH_FLOATING_TYPES(feats.scalar_type(), "s4_masker", [&] {
     using T = scalar_t;
@@ -207,29 +241,20 @@ static std::vector<Tensor> s4_masker(const Tensor& input, std::vector<Tensor> w,
       }
       axpy_gemv<T>(P(feats) + b * F, F, P(w[0]), D, P(w[1]), x.data());
       for (int64_t l = 0; l < n_layers; ++l) {
-        const Tensor* wl = &w[2 + 9 * l];
-        const int64_t M2 = wl[1].size(1);  // 2 M
-        const T *dA = P(wl[0]), *dB = P(wl[1]), *c2 = P(wl[2]), *Dk = P(wl[3]);
+        const Tensor* wl = &w[2 + 7 * l];
+        const int64_t M = wl[0].size(2), M2 = 2 * M;
+        const T *cs = P(wl[0]), *Dk = P(wl[1]);
         const T *xo = P(xr[l]) + b * D * M2, *vo = P(s[2 * l + 1]) + b * D;
         T *xn = P(out[1 + 2 * l]) + b * D * M2, *vn = P(out[2 + 2 * l]) + b * D;
-        // S4D: x <- dA x + dB u (complex, real pairs); y = 2 Re sum C x + D u
+        // S4D: x <- dA x + dB u; y = 2 Re sum C x + D u
         for (int64_t h = 0; h < D; ++h) {
           const T u = x[h];
-          const T *R a = dA + h * M2, *R bq = dB + h * M2, *R cq = c2 + h * M2, *R xq = xo + h * M2;
-          T* R nq = xn + h * M2;
-          T acc = T(0);
-          _Pragma("omp simd reduction(+:acc)")
-          for (int64_t m = 0; m < M2 / 2; ++m) {  // vectorised over the state (sums in another order)
-            const T ar = a[2 * m], ai = a[2 * m + 1], r = xq[2 * m], im = xq[2 * m + 1];
-            const T nr = (ar * r - ai * im) + bq[2 * m] * u, ni = (ar * im + ai * r) + bq[2 * m + 1] * u;
-            nq[2 * m] = nr;
-            nq[2 * m + 1] = ni;
-            acc += nr * cq[2 * m] + ni * cq[2 * m + 1];
-          }
+          const T acc = planar ? s4d_channel<T, true>(cs + h * 6 * M, xo + h * M2, xn + h * M2, M, u)
+                               : s4d_channel<T, false>(cs + h * 6 * M, xo + h * M2, xn + h * M2, M, u);
           y[h] = acc + Dk[h] * u;
         }
-        axpy_gemv<T>(y.data(), D, P(wl[4]), D, P(wl[5]), cur.data());
-        const T k = *P(wl[6]), v_th = static_cast<T>(f[2 * l]);
+        axpy_gemv<T>(y.data(), D, P(wl[2]), D, P(wl[3]), cur.data());
+        const T k = *P(wl[4]), v_th = static_cast<T>(f[2 * l]);
         double mean = 0, var = 0;
         for (int64_t h = 0; h < D; ++h) {  // LIF (hard reset to 0), residual
           const T v = lerp(vo[h], cur[h], k);
@@ -241,16 +266,17 @@ static std::vector<Tensor> s4_masker(const Tensor& input, std::vector<Tensor> w,
         mean /= D;
         for (int64_t h = 0; h < D; ++h) var += (x[h] - mean) * (x[h] - mean);
         const T rstd = static_cast<T>(1.0 / std::sqrt(var / D + f[2 * l + 1])), mu = static_cast<T>(mean);
-        const T *g = P(wl[7]), *be = P(wl[8]);
+        const T *g = P(wl[5]), *be = P(wl[6]);
         for (int64_t h = 0; h < D; ++h) x[h] = (x[h] - mu) * rstd * g[h] + be[h];
       }
-      const int64_t last = 2 + 9 * n_layers;
+      const int64_t last = 2 + 7 * n_layers;
       T* m = P(out[0]) + b * F;
       axpy_gemv<T>(x.data(), D, P(w[last]), F, P(w[last + 1]), m);
       for (int64_t i = 0; i < F; ++i) m[i] = m[i] > T(0) ? m[i] : T(0);
     }
   });
-  for (int64_t l = 0; l < n_layers; ++l) out[1 + 2 * l] = at::view_as_complex(out[1 + 2 * l]);
+  if (!planar)
+    for (int64_t l = 0; l < n_layers; ++l) out[1 + 2 * l] = at::view_as_complex(out[1 + 2 * l]);
   if (stft) {  // masked spectrum = spectrum · mask
     Tensor masked = at::empty_like(spec);
     AT_DISPATCH_FLOATING_TYPES(feats.scalar_type(), "s4_masker_stft", [&] {
@@ -264,20 +290,27 @@ static std::vector<Tensor> s4_masker(const Tensor& input, std::vector<Tensor> w,
   return out;
 }
 
+static std::vector<Tensor> s4_masker(const Tensor& input, std::vector<Tensor> w, std::vector<double> f,
+                                     std::vector<Tensor> s, bool stft, double eps) {
+  return s4_masker_(input, std::move(w), std::move(f), std::move(s), stft, eps, false);
+}
+
 // A whole Spiking-S4 hop with the STFT front-end: frame [history, x] (times the window unless rectangular),
 // rfft, the masker above (magnitude and masking inside), irfft times the synthesis window, overlap-add.
 // returns: out [B,hop], history [B,ov], pending [B,ov], then the masker state in the order of s
 static std::vector<Tensor> s4_stft_step_(const Tensor& x, const Tensor& hist, const Tensor& pending,
                                         const std::optional<Tensor>& window, const Tensor& synth, std::vector<Tensor> w,
-                                        std::vector<double> f, std::vector<Tensor> s, double eps) {
+                                        std::vector<double> f, std::vector<Tensor> s, double eps,
+                                        bool inplace = false, bool planar = false) {
   const int64_t B = x.size(0), hop = x.size(1), ov = hist.size(1), L = hop + ov;
   Tensor buf = at::cat({hist, x}, 1);
   Tensor spec = at::fft_rfft(window.has_value() && window->defined() ? at::mul(buf, *window) : buf);
-  std::vector<Tensor> r = s4_masker(spec, std::move(w), std::move(f), std::move(s), true, eps);
+  std::vector<Tensor> r = s4_masker_(spec, std::move(w), std::move(f), std::move(s), true, eps, inplace, planar);
   Tensor y = at::fft_irfft(r[0], L).contiguous();
   Tensor pend = pending.contiguous(), synth_c = synth.contiguous();
-  std::vector<Tensor> out{at::empty({B, hop}, x.options()), at::empty({B, ov}, x.options()),
-                          at::empty({B, ov}, x.options())};
+  // in place: pending[i] is read (i < ov) before pending[i - hop] is written; history comes from buf
+  std::vector<Tensor> out{at::empty({B, hop}, x.options()), inplace ? hist : at::empty({B, ov}, x.options()),
+                          inplace ? pend : at::empty({B, ov}, x.options())};
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "s4_stft_step", [&] {
     using T = scalar_t;
     const T *yp = y.data_ptr<T>(), *pp = pend.data_ptr<T>(), *bp = buf.data_ptr<T>(), *sw = synth_c.data_ptr<T>();
@@ -375,7 +408,75 @@ static std::vector<Tensor> s4_stft_step(const Tensor& x, const Tensor& hist, con
   return with_level(x, lvl, lp, [&](const Tensor& xi) { return s4_stft_step_(xi, hist, pending, window, synth, w, f, s, eps); });
 }
 
+// One stream's hops as one object (torch.classes.snnse_step.Hop): the weights are passed once, and the state is
+// kept here and updated in place, so that a hop is one call with one tensor in and one out (snnse.streaming).
+// kind 0: DPSNN (w, f, s as dpsnn_step); kind 1: Spiking-S4 with the STFT (s: history, pending, then the masker
+// state; window, synth and eps as s4_stft_step). lvl/lp: the level control's state and parameters, or empty.
+struct Hop : torch::CustomClassHolder {
+  int64_t kind;
+  std::vector<Tensor> w, s, lvl;
+  std::vector<double> f, lp;
+  std::optional<Tensor> window;
+  Tensor synth;
+  double eps;
+  Hop(int64_t kind_, std::vector<Tensor> w_, std::vector<double> f_, std::vector<Tensor> s_, std::vector<Tensor> lvl_,
+      std::vector<double> lp_, std::optional<Tensor> window_, std::optional<Tensor> synth_, double eps_)
+      : kind(kind_), w(std::move(w_)), lvl(std::move(lvl_)), f(std::move(f_)), lp(std::move(lp_)),
+        window(std::move(window_)), eps(eps_) {
+    TORCH_CHECK(kind == 0 || (kind == 1 && synth_.has_value() && s_.size() >= 2), "Hop: bad arguments");
+    if (synth_.has_value()) synth = synth_->contiguous();
+    for (auto& t : w) t = t.contiguous();
+    for (const auto& t : s_) s.push_back(t.clone(at::MemoryFormat::Contiguous));  // never the caller's tensors
+    if (kind == 0) {  // y (the ALIF's spikes) and s are one tensor, as dpsnn_step returns them
+      TORCH_CHECK((s.size() - 3) % 6 == 0, "Hop: bad DPSNN state");
+      for (size_t j = 2; j + 6 <= s.size(); j += 6) s[j + 5] = s[j + 4];
+    } else {  // the S4D states in the planar layout [B, D, 2, M]
+      for (size_t i = 2; i < s.size(); i += 2) s[i] = at::view_as_real(s[i]).transpose(-1, -2).contiguous();
+    }
+  }
+  // the tensors the weights above were derived from (a model's parameters and buffers), their version counters
+  // and storage: step() refuses to run once any of them changed (the caller rebuilds its constants)
+  std::vector<Tensor> watched;
+  std::vector<int64_t> versions;
+  std::vector<const void*> ptrs;
+  void watch(std::vector<Tensor> ts) {
+    watched = std::move(ts);
+    versions.clear();
+    ptrs.clear();
+    for (const auto& t : watched) {
+      versions.push_back(t._version());
+      ptrs.push_back(t.data_ptr());
+    }
+  }
+  Tensor step(const Tensor& x) {
+    for (size_t i = 0; i < watched.size(); ++i)
+      TORCH_CHECK(watched[i]._version() == versions[i] && watched[i].data_ptr() == ptrs[i], "snnse Hop: weights changed");
+    std::vector<Tensor> r = with_level(x, lvl, lp, [&](const Tensor& xi) {
+      if (kind == 0) return dpsnn_step_(xi, w, f, s, true);
+      return s4_stft_step_(xi, s[0], s[1], window, synth, w, f, std::vector<Tensor>(s.begin() + 2, s.end()), eps,
+                           true, true);
+    });
+    if (!lvl.empty()) lvl = {r[r.size() - 2], r.back()};
+    return r[0];
+  }
+  // copies of the state (then the level control's), in the order and layout it was given
+  std::vector<Tensor> get_state() {
+    std::vector<Tensor> out;
+    for (size_t i = 0; i < s.size(); ++i)
+      out.push_back(kind == 1 && i >= 2 && i % 2 == 0 ? at::view_as_complex(s[i].transpose(-1, -2).contiguous())
+                                                      : s[i].clone());
+    for (const auto& t : lvl) out.push_back(t.clone());
+    return out;
+  }
+};
+
 TORCH_LIBRARY(snnse_step, m) {
+  m.class_<Hop>("Hop")
+      .def(torch::init<int64_t, std::vector<Tensor>, std::vector<double>, std::vector<Tensor>, std::vector<Tensor>,
+                       std::vector<double>, std::optional<Tensor>, std::optional<Tensor>, double>())
+      .def("step", &Hop::step)
+      .def("watch", &Hop::watch)
+      .def("get_state", &Hop::get_state);
   m.def("s4_stft_step(Tensor x, Tensor hist, Tensor pending, Tensor? window, Tensor synth, Tensor[] w, float[] f,"
         " Tensor[] s, float eps, Tensor[] lvl, float[] lp) -> Tensor[]", &s4_stft_step);
   m.def("dpsnn_step(Tensor x, Tensor[] w, float[] f, Tensor[] s, Tensor[] lvl, float[] lp) -> Tensor[]", &dpsnn_step);

@@ -58,23 +58,41 @@ class DPSNNPlan:
             p.cpp_w += [p.w_ro, p.b_ro, p.beta_ro, p.th_sup, p.w_mask, p.b_mask]
         return p
 
-    def compiled_step(self, chunk, state, level=None):
-        """The hop as one call of ``torch.ops.snnse_step.dpsnn_step`` (same state structure), with
-        the input level control ``level`` (:class:`snnse.agc.LevelControl`) fused in when given."""
+    @staticmethod
+    def flatten_state(state):
+        """The state without the level control as the flat list of the compiled calls."""
         (hist, pending), ms = state["frontend"], state["masker"]
         flat = [hist, pending]
         for h, (v1,), (v, eta, s), y in ms["blocks"]:
             flat += [h, v1, v, eta, s, y]
         flat.append(ms["readout"][0])
-        lvl, lp = (list(state["level"]), level.params) if level is not None else ([], [])
-        r = self.ops.dpsnn_step(chunk, self.cpp_w, self.cpp_f, flat, lvl, lp)
+        return flat
+
+    @staticmethod
+    def unflatten_state(r, level=False):
+        """The state dict from ``r`` = the flat state (then ``d, past`` of the level control)."""
         new = {}
-        if level is not None:
+        if level:
             new["level"] = (r[-2], r[-1])
             r = r[:-2]
-        blocks = tuple((r[i], (r[i + 1],), (r[i + 2], r[i + 3], r[i + 4]), r[i + 5]) for i in range(3, len(r) - 1, 6))
-        new.update({"frontend": (r[1], r[2]), "masker": {"blocks": blocks, "readout": (r[-1],)}})
-        return r[0], new
+        blocks = tuple((r[i], (r[i + 1],), (r[i + 2], r[i + 3], r[i + 4]), r[i + 5]) for i in range(2, len(r) - 1, 6))
+        new.update({"frontend": (r[0], r[1]), "masker": {"blocks": blocks, "readout": (r[-1],)}})
+        return new
+
+    def make_hop(self, state, level=None):
+        """A ``torch.classes.snnse_step.Hop`` that continues from ``state`` (copied), or None."""
+        if self.ops is None:
+            return None
+        lvl, lp = (list(state["level"]), level.params) if level is not None else ([], [])
+        return torch.classes.snnse_step.Hop(0, self.cpp_w, self.cpp_f, self.flatten_state(state), lvl, lp,
+                                            None, None, 0.0)
+
+    def compiled_step(self, chunk, state, level=None):
+        """The hop as one call of ``torch.ops.snnse_step.dpsnn_step`` (same state structure), with
+        the input level control ``level`` (:class:`snnse.agc.LevelControl`) fused in when given."""
+        lvl, lp = (list(state["level"]), level.params) if level is not None else ([], [])
+        r = self.ops.dpsnn_step(chunk, self.cpp_w, self.cpp_f, self.flatten_state(state), lvl, lp)
+        return r[0], self.unflatten_state(r[1:], level is not None)
 
     def step(self, chunk, state, record=None, level=None):
         if self.ops is not None and record is None:

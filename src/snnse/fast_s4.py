@@ -52,7 +52,10 @@ class S4Plan:
             p.ops = fast_cpp.load()
             p.cpp_w, p.cpp_f = [p.w_enc, p.b_enc], []
             for dA, dB, c2, D, w_em, b_em, k, v_th, _, g, b, eps in layers:
-                p.cpp_w += [_c(torch.view_as_real(dA)), dB, c2, D, w_em, b_em, k, g, b]
+                # the S4D constants of a channel as unit-stride rows: Re dA, Im dA, Re dB, Im dB, 2 Re C, -2 Im C
+                s4d = torch.stack([torch.view_as_real(dA).movedim(-1, 1), dB.view(dB.shape[0], -1, 2).movedim(-1, 1),
+                                   c2.view(c2.shape[0], -1, 2).movedim(-1, 1)], 1)
+                p.cpp_w += [_c(s4d.flatten(1, 2)), D, w_em, b_em, k, g, b]
                 p.cpp_f += [v_th, float(eps)]
             p.cpp_w += [p.w_dec, p.b_dec]
         return p
@@ -65,6 +68,30 @@ class S4Plan:
         new_state.extend((r[i], (r[i + 1],)) for i in range(1, len(r), 2))
         return r[0]
 
+    @staticmethod
+    def flatten_state(state):
+        """The state without the level control as a flat list: history, pending, then per layer x, v."""
+        return [*state["frontend"], *(t for xs, (v,) in state["masker"] for t in (xs, v))]
+
+    @staticmethod
+    def unflatten_state(r, level=False):
+        """The state dict from ``r`` = the flat state (then ``d, past`` of the level control)."""
+        new = {}
+        if level:
+            new["level"] = (r[-2], r[-1])
+            r = r[:-2]
+        new.update({"frontend": (r[0], r[1]), "masker": tuple((r[i], (r[i + 1],)) for i in range(2, len(r), 2))})
+        return new
+
+    def make_hop(self, state, level=None):
+        """A ``torch.classes.snnse_step.Hop`` (STFT front-end) that continues from ``state`` (copied), or None."""
+        if self.ops is None or not isinstance(self.fe, STFTFE) or not state["masker"][0][0].is_complex():
+            return None
+        fe = self.fe
+        lvl, lp = (list(state["level"]), level.params) if level is not None else ([], [])
+        return torch.classes.snnse_step.Hop(1, self.cpp_w, self.cpp_f, self.flatten_state(state), lvl, lp,
+                                            fe.window, fe.synth, float(fe.eps))
+
     def compiled_stft_step(self, chunk, state, level=None):
         """The whole hop with the STFT front-end as one call of ``torch.ops.snnse_step.s4_stft_step``,
         with the input level control ``level`` fused in when given."""
@@ -73,12 +100,7 @@ class S4Plan:
         lvl, lp = (list(state["level"]), level.params) if level is not None else ([], [])
         r = self.ops.s4_stft_step(chunk, hist, pending, fe.window, fe.synth, self.cpp_w, self.cpp_f, flat, fe.eps,
                                   lvl, lp)
-        new = {}
-        if level is not None:
-            new["level"] = (r[-2], r[-1])
-            r = r[:-2]
-        new.update({"frontend": (r[1], r[2]), "masker": tuple((r[i], (r[i + 1],)) for i in range(3, len(r), 2))})
-        return r[0], new
+        return r[0], self.unflatten_state(r[1:], level is not None)
 
     def step(self, chunk, state, record=None, level=None):
         mstate = state["masker"]

@@ -60,6 +60,7 @@ def enabled() -> bool:
 def set_enabled(flag: bool) -> None:
     global _enabled
     _enabled = bool(flag)
+    _bump()  # a Streamer's compiled Hop stops too (snnse.streaming)
 
 
 def compiled() -> bool:
@@ -120,6 +121,17 @@ def plan_for(model):
         c.plan = build(model)
     model.__dict__["_fast_step_cache"] = c
     return c.plan
+
+
+def watched(model) -> list:
+    """The tensors whose version counters and storage :func:`plan_for` checks (what a plan is built from)."""
+    c = model.__dict__.get("_fast_step_cache")
+    return list(c.tensors) if c is not None else [*model.parameters(), *model.buffers()]
+
+
+def generation() -> int:
+    """A counter bumped whenever any parameter, buffer or submodule is registered anywhere."""
+    return _generation[0]
 
 
 def invalidate(model) -> None:

@@ -12,11 +12,22 @@ pads the zeros the offline path pads, so that::
 (up to float rounding; the spike trains are identical). Calls that bring one hop take the fast
 path of :mod:`snnse.fast_step` (under ``torch.no_grad``/``torch.inference_mode``). Modelled on
 ``denoiser.demucs.DemucsStreamer`` (feed/flush), without its approximations.
+
+Where the model's fast path is compiled (:mod:`snnse.fast_cpp`: DPSNN with its learned front-end,
+Spiking-S4 with the STFT, on the CPU), a run of one-hop calls goes through one
+``torch.classes.snnse_step.Hop`` object: it gets the weights once and keeps this stream's state,
+updated in place, so that a hop is one call with one tensor in and one out (no per-hop lists of
+weights and state tensors, no state dict). The state is still explicit and owned by the stream:
+:attr:`Streamer.state` returns it (a copy, with the module path's structure) and assigning it
+continues from the given state; a call that brings several hops, :meth:`Streamer.flush`,
+recording, autograd or changed weights take the general path from the same state.
 """
 
 from __future__ import annotations
 
 import torch
+
+from . import fast_step
 
 
 class Streamer:
@@ -43,7 +54,8 @@ class Streamer:
         self._new_stream()
 
     def _new_stream(self) -> None:
-        self.state = None
+        self._state = None
+        self._hop = None  # (plan, Hop, level control) while one-hop calls run compiled; then _state is stale
         self.pending: torch.Tensor | None = None
         self.total_in = 0
         self.total_out = 0
@@ -55,7 +67,43 @@ class Streamer:
         """Samples between an input sample arriving and its output (worst case): one window."""
         return self.frame_length
 
+    @property
+    def state(self):
+        """The model's state after the samples fed so far (None before the first hop)."""
+        if self._hop is not None:
+            plan, hop, level = self._hop[:3]
+            return plan.unflatten_state(hop.get_state(), level is not None)
+        return self._state
+
+    @state.setter
+    def state(self, value) -> None:
+        self._hop, self._state = None, value
+
+    def _hop_step(self, x: torch.Tensor) -> torch.Tensor | None:
+        """One hop ``[batch, hop]`` through the stream's compiled Hop (made here if needed), or None."""
+        fh = self._hop
+        if fh is not None:
+            if fh[3] == fast_step.generation() and fh[2] is self.model.level and x.dtype == fh[4]:
+                try:
+                    return fh[1].step(x)
+                except RuntimeError as err:
+                    if "weights changed" not in str(err):
+                        raise
+            self.state = self.state  # continue from the same state with a new Hop (or the general path)
+        make = getattr(self.model, "stream_hop", None)
+        if make is None or self.record or torch.is_grad_enabled():
+            return None
+        if self._state is None:
+            self._state = self.model.initial_state(self.batch, x.device, x.dtype)
+        made = make(x, self._state)
+        if made is None:
+            return None
+        self._hop = (*made, self.model.level, fast_step.generation(), x.dtype)
+        return made[1].step(x)
+
     def _run(self, chunk: torch.Tensor) -> torch.Tensor:
+        if self._hop is not None:
+            self.state = self.state
         if self.state is None:
             self.state = self.model.initial_state(self.batch, chunk.device, chunk.dtype)
         if self.record:
@@ -72,6 +120,17 @@ class Streamer:
 
     def feed(self, samples: torch.Tensor) -> torch.Tensor:
         """Add input samples; return the output samples that are now final."""
+        if self._hop is not None and not self.to_skip and samples.shape[-1] == self.hop \
+                and not self.pending.shape[-1] and not torch.is_grad_enabled():
+            # the hot path: one hop, nothing pending, the stream's Hop running
+            squeeze = samples.dim() == 1
+            if (self.batch == 1) if squeeze else (samples.dim() == 2 and samples.shape[0] == self.batch):
+                self._squeeze = squeeze
+                out = self._hop_step(samples.unsqueeze(0) if squeeze else samples)
+                if out is not None:
+                    self.total_in += self.hop
+                    self.total_out += self.hop
+                    return out.squeeze(0) if squeeze else out
         squeeze = self._squeeze = samples.dim() == 1
         x = samples.unsqueeze(0) if squeeze else samples
         if x.dim() != 2 or x.shape[0] != self.batch:
@@ -80,6 +139,16 @@ class Streamer:
         pending = self.pending
         buf = x if pending is None or not pending.shape[-1] else torch.cat([pending, x], -1)
         size = buf.shape[-1]
+        if size == self.hop:
+            out = self._hop_step(buf)
+            if out is not None:
+                if pending is None or pending.shape[-1]:
+                    self.pending = buf[:, :0]
+                if self.to_skip:
+                    drop = min(self.to_skip, self.hop)
+                    out, self.to_skip = out[..., drop:], self.to_skip - drop
+                self.total_out += out.shape[-1]
+                return out.squeeze(0) if squeeze else out
         n = size - size % self.hop
         if n == size:  # whole hops (e.g. one hop per call): nothing left over, no slicing
             if pending is None or pending.shape[-1]:

@@ -155,6 +155,24 @@ class Enhancer(nn.Module):
             return None
         return plan.step(chunk, state, record, level=level)
 
+    def stream_hop(self, chunk: torch.Tensor, state: dict):
+        """For :class:`snnse.streaming.Streamer`: ``(plan, hop)``, a compiled
+        ``torch.classes.snnse_step.Hop`` that continues from ``state`` (copied) for one-hop chunks
+        like ``chunk``, and the plan it was made from; None where the fast path is not compiled.
+        ``hop.step`` raises ``RuntimeError("snnse Hop: weights changed")`` once a parameter or
+        buffer was changed in place or replaced; a registration anywhere bumps
+        ``fast_step.generation()``: in both cases, make a new one."""
+        if chunk.shape[-1] != self.frontend.hop or torch.is_grad_enabled():
+            return None
+        plan = fast_step.plan_for(self)
+        if plan is None or chunk.dtype != plan.dtype or chunk.device != plan.device:
+            return None
+        hop = plan.make_hop(state, self.level)
+        if hop is None:
+            return None
+        hop.watch(fast_step.watched(self))  # it stops (an error) when the weights change
+        return plan, hop
+
     def _step(self, chunk: torch.Tensor, state: dict, record: dict | None = None) -> tuple[torch.Tensor, dict]:
         res = self._fast_step(chunk, state, record)
         if res is not None:

@@ -1,0 +1,110 @@
+"""Score the checkpoints of a training run on validation pairs and rank them by a metric gain.
+
+``snnse fit`` keeps the best checkpoint by validation SI-SNR; a recipe that cares about another
+metric (STOI, say) needs to compare checkpoints on that metric, on more pairs than the training's
+quick validation uses, and with the settings the model will ship with (its input level control).
+This script does that, for a validation split only (never select on a test split)::
+
+    python scripts/select_checkpoint.py runs/NAME/checkpoints/step-*.ckpt \\
+        --manifest data/demo/valid.csv --every 3 --like spiking-s4-demo --by stoi \\
+        --group "asterisk=en_,es_,it_,ru_" -o runs/NAME/selection.md
+
+Each checkpoint (a Lightning ``.ckpt`` of ``snnse fit``, or a snnse model file) is run over the
+noisy files (streaming, as ``snnse evaluate``) and scored with SI-SNR, PESQ-WB and STOI; the
+table gives each metric's mean gain over the noisy input, on all pairs and on the ``--group``
+subsets (pairs whose id starts with one of the prefixes), ranked by ``--by``. Scores of
+identical signals come from the metric cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+import snnse
+from snnse.atomic import atomic_write_text
+from snnse.evaluate import evaluate
+
+METRICS = ("sisnr", "pesq_wb", "stoi")
+
+
+def load_any(path: Path):
+    """A model from a Lightning checkpoint of ``snnse fit`` or from a snnse model file/name."""
+    if path.suffix == ".ckpt":
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        hp = ck["hyper_parameters"]
+        model = snnse.get(hp["model_name"], **hp["model_kwargs"])
+        sd = {k[len("model."):]: v for k, v in ck["state_dict"].items() if k.startswith("model.")}
+        model.load_state_dict(sd)
+        return model, int(ck.get("global_step", -1))
+    return snnse.load(str(path)), -1
+
+
+def pairs_every(manifest: Path, every: int) -> list[dict]:
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    root = manifest.parent
+    return [{"noisy": root / r["noisy"], "clean": root / r["clean"], "file": r["id"]} for r in rows[::every]]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoints", nargs="+", type=Path)
+    ap.add_argument("--manifest", type=Path, required=True, help="validation manifest (id, noisy, clean columns)")
+    ap.add_argument("--every", type=int, default=1, help="use every K-th pair (default 1: all)")
+    ap.add_argument("--like", help="bundled model whose level control the checkpoints get (as it ships)")
+    ap.add_argument("--by", default="stoi", choices=METRICS, help="rank by the mean gain of this metric")
+    ap.add_argument("--group", action="append", default=[], metavar="NAME=PREFIX,...",
+                    help="also report the pairs whose id starts with one of the prefixes")
+    ap.add_argument("-o", "--output", type=Path, help="write the table (markdown) here too")
+    args = ap.parse_args(argv)
+
+    pairs = pairs_every(args.manifest, args.every)
+    groups = {"all": None}
+    for g in args.group:
+        name, _, prefixes = g.partition("=")
+        groups[name] = tuple(p for p in prefixes.split(",") if p)
+    level = snnse.load(args.like).kwargs.get("level_control") if args.like else None
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in args.checkpoints:
+            model, step = load_any(path)
+            if args.like:
+                model.set_level_control(level)
+            model_file = Path(tmp) / "model.pt"
+            model.save(model_file)
+            res = evaluate(pairs, metrics=list(METRICS), model=str(model_file), workers=1, progress=False,
+                           notice=None)
+            row = {"checkpoint": path.name, "step": step}
+            for gname, prefixes in groups.items():
+                for m in METRICS:
+                    enh, noisy = res.values("enhanced", m), res.values("noisy", m)
+                    files = [f for f in enh if (prefixes is None or f.startswith(prefixes))
+                             and enh[f] is not None and noisy.get(f) is not None]
+                    row[f"{gname}:{m}"] = sum(enh[f] - noisy[f] for f in files) / max(len(files), 1)
+                    row[f"{gname}:n"] = len(files)
+            results.append(row)
+            print(f"{path.name}: " + ", ".join(f"{k} {v:+.4f}" for k, v in row.items() if ":" in k and
+                                                 not k.endswith(":n")), file=sys.stderr)
+    results.sort(key=lambda r: -r[f"all:{args.by}"])
+    head = ["checkpoint", "step"] + [f"Δ{m} ({g}, n={results[0][f'{g}:n']})" for g in groups for m in METRICS]
+    lines = [f"Validation: {len(pairs)} pairs of {args.manifest} (every {args.every}), level control: "
+             f"{level if args.like else 'as saved'}; gains over the noisy input, ranked by {args.by}.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        lines.append(f"| {r['checkpoint']} | {r['step']} | " +
+                     " | ".join(f"{r[f'{g}:{m}']:+.4f}" for g in groups for m in METRICS) + " |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.output:
+        atomic_write_text(args.output, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
