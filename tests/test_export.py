@@ -190,6 +190,10 @@ def test_stream_cli_both_backends(ckpt, data_dir, tmp_path, capsys):
     export_onnx(snnse.load(ckpt), onnx_path)  # an exported graph is accepted as --model too
     assert _run(capsys, "stream", src, "-o", tmp_path / "g.wav", "--model", onnx_path)[0] == 0
     assert np.abs(sf.read(tmp_path / "g.wav")[0] - outs["onnx"]).max() == 0
+    # without --backend: onnx for a graph (above), the PyTorch Streamer for a checkpoint
+    code, out, _ = _run(capsys, "stream", src, "-o", tmp_path / "d.wav", "--model", ckpt)
+    assert code == 0 and "(torch, " in out
+    assert np.abs(sf.read(tmp_path / "d.wav")[0] - outs["torch"]).max() == 0
 
 
 def test_stream_cli_input_handling(ckpt, data_dir, tmp_path, capsys, monkeypatch):

@@ -115,9 +115,13 @@ def _percent(us: float, hop_us: float) -> str:
     return f"{us:,.0f} µs ({100 * us / hop_us:.1f}% of the hop)"
 
 
-def stream_file(src: Path, dst: Path, model_spec: str, backend: str = "onnx", downmix: bool = False,
+def stream_file(src: Path, dst: Path, model_spec: str, backend: str | None = None, downmix: bool = False,
                 notice=eprint) -> dict:
     """Stream ``src`` hop by hop through ``model_spec`` and write ``dst``; return the timing figures.
+
+    ``backend``: ``"onnx"`` (the exported step in onnxruntime) or ``"torch"`` (the PyTorch
+    :class:`~snnse.streaming.Streamer`, one compiled call per hop on the CPU); None: ``"onnx"``
+    for an ``.onnx`` graph, else ``"torch"`` (the faster of the two, and exact).
 
     Raises:
         AudioError: unusable input (missing, empty, corrupt, NaN, multichannel without
@@ -129,6 +133,8 @@ def stream_file(src: Path, dst: Path, model_spec: str, backend: str = "onnx", do
     from . import export as ex
 
     is_onnx = str(model_spec).endswith(".onnx")
+    if backend is None:
+        backend = "onnx" if is_onnx else "torch"
     if is_onnx and backend == "torch":
         raise UsageError(f"{model_spec}: an ONNX graph needs --backend onnx")
     if is_onnx and not Path(model_spec).is_file():
@@ -244,7 +250,9 @@ def add_parser(sub) -> None:
                                    "and total latency.")
     p.add_argument("input", metavar="IN", help="audio file")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file (or folder)")
-    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
+    p.add_argument("--backend", choices=["onnx", "torch"], default=None,
+                   help="onnxruntime on the exported step, or the PyTorch Streamer (default: onnx for an .onnx "
+                        "MODEL, else torch: one compiled call per hop, the faster one)")
     p.add_argument("--model", metavar="MODEL",
                    help="checkpoint, bundled name or exported .onnx (default: the bundled default model)")
     p.add_argument("--downmix", action="store_true", help="average multichannel input to mono")
