@@ -51,13 +51,16 @@ class S4Plan:
 
             p.ops = fast_cpp.load()
             p.cpp_w, p.cpp_f = [p.w_enc, p.b_enc], []
+            p.cpp_w_hop = [p.w_enc, p.b_enc]  # the same, with the S4D constants mode-major for the Hop
             for dA, dB, c2, D, w_em, b_em, k, v_th, _, g, b, eps in layers:
                 # the S4D constants of a channel as unit-stride rows: Re dA, Im dA, Re dB, Im dB, 2 Re C, -2 Im C
                 s4d = torch.stack([torch.view_as_real(dA).movedim(-1, 1), dB.view(dB.shape[0], -1, 2).movedim(-1, 1),
                                    c2.view(c2.shape[0], -1, 2).movedim(-1, 1)], 1)
                 p.cpp_w += [_c(s4d.flatten(1, 2)), D, w_em, b_em, k, g, b]
                 p.cpp_f += [v_th, float(eps)]
+                p.cpp_w_hop += [_c(s4d.flatten(1, 2).permute(1, 2, 0)), D, w_em, b_em, k, g, b]  # [6, M, D]
             p.cpp_w += [p.w_dec, p.b_dec]
+            p.cpp_w_hop += [p.w_dec, p.b_dec]
         return p
 
     def compiled_masker(self, feats, mstate, new_state, stft=False):
@@ -89,7 +92,7 @@ class S4Plan:
             return None
         fe = self.fe
         lvl, lp = (list(state["level"]), level.params) if level is not None else ([], [])
-        return torch.classes.snnse_step.Hop(1, self.cpp_w, self.cpp_f, self.flatten_state(state), lvl, lp,
+        return torch.classes.snnse_step.Hop(1, self.cpp_w_hop, self.cpp_f, self.flatten_state(state), lvl, lp,
                                             fe.window, fe.synth, float(fe.eps))
 
     def compiled_stft_step(self, chunk, state, level=None):
