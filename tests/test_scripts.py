@@ -56,3 +56,38 @@ def test_card_scores_refuses_another_models_evaluation(card_scores, tmp_path):
     out = _summary(tmp_path / "eval", "spiking-s4-demo", stoi=0.9)
     with pytest.raises(SystemExit, match="not 'dpsnn-demo'"):
         card_scores.main(["dpsnn-demo", "--eval", str(out)])
+
+
+def test_select_checkpoint_ranks_lightning_and_model_files(monkeypatch, tmp_path, data_dir):
+    """scripts/select_checkpoint.py scores checkpoints on validation pairs and ranks them by a gain."""
+    import csv
+
+    import torch
+
+    import snnse
+
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    sys.modules.pop("select_checkpoint", None)
+    sel = importlib.import_module("select_checkpoint")
+    vb = data_dir / "voicebank_debug"
+    with open(tmp_path / "valid.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "noisy", "clean"])
+        for name in ("p287_001", "p287_002", "p287_003"):
+            w.writerow([name, vb / "noisy" / f"{name}.wav", vb / "clean" / f"{name}.wav"])
+    torch.manual_seed(0)
+    kw = dict(N=32, B=32, H=32)
+    good = snnse.get("dpsnn", **kw)
+    good.save(tmp_path / "a.pt")
+    bad = snnse.get("dpsnn", **kw)  # a Lightning checkpoint of `snnse fit` with other weights
+    with torch.no_grad():
+        bad.frontend.decoder.weight.mul_(-3.0)
+    torch.save({"hyper_parameters": {"model_name": "dpsnn", "model_kwargs": kw}, "global_step": 7,
+                "state_dict": {"model." + k: v for k, v in bad.state_dict().items()}}, tmp_path / "b.ckpt")
+    out = tmp_path / "sel.md"
+    assert sel.main([str(tmp_path / "a.pt"), str(tmp_path / "b.ckpt"), "--manifest", str(tmp_path / "valid.csv"),
+                     "--every", "2", "--by", "sisnr", "--group", "one=p287_001", "-o", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "checkpoint" not in line]
+    assert len(rows) == 2 and "2 pairs" in out.read_text() and "n=1" in out.read_text()
+    first, second = (float(r.split("|")[3]) for r in rows)  # ΔSI-SNR, ranked best first
+    assert first >= second and "| 7 |" in (rows[0] + rows[1])
