@@ -183,6 +183,10 @@ def test_stream_cli_both_backends(ckpt, data_dir, tmp_path, capsys):
         r = json.loads((tmp_path / f"{backend}.json").read_text())
         assert r["hops"] == len(x) // 40 and r["algorithmic_latency_ms"] == 5 and r["median_us"] > 0
         assert r["total_latency_ms"] == pytest.approx(5 + r["median_us"] / 1000)
+        # steady-state RTF: the hops after the first, whose time (loading, constants) is reported apart
+        hops_s = (r["hops"] - 1) * 40 / sr
+        assert r["rtf"] > 0 and r["first_hop_ms"] > 0 and r["rtf_with_first_hop"] > 0
+        assert r["rtf"] * hops_s <= r["rtf_with_first_hop"] * len(x) / sr
         outs[backend], sr_out = sf.read(dst)
         assert sr_out == sr and outs[backend].shape == x.shape and sf.info(str(dst)).subtype == "PCM_16"
     assert np.abs(outs["onnx"] - outs["torch"]).max() <= 2 / 32768
