@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from . import fast_step
-from .fast_step import ConvFE, _c, lif_decay, run_frontend
+from .fast_step import ConvFE, _c, level_args, lif_decay, run_frontend, with_level_state
 
 
 class DPSNNPlan:
@@ -71,26 +71,24 @@ class DPSNNPlan:
     @staticmethod
     def unflatten_state(r, level=False):
         """The state dict from ``r`` = the flat state (then ``d, past`` of the level control)."""
-        new = {}
-        if level:
-            new["level"] = (r[-2], r[-1])
-            r = r[:-2]
-        blocks = tuple((r[i], (r[i + 1],), (r[i + 2], r[i + 3], r[i + 4]), r[i + 5]) for i in range(2, len(r) - 1, 6))
-        new.update({"frontend": (r[0], r[1]), "masker": {"blocks": blocks, "readout": (r[-1],)}})
-        return new
+        def unflatten(r):
+            blocks = tuple((r[i], (r[i + 1],), (r[i + 2], r[i + 3], r[i + 4]), r[i + 5])
+                           for i in range(2, len(r) - 1, 6))
+            return {"frontend": (r[0], r[1]), "masker": {"blocks": blocks, "readout": (r[-1],)}}
+        return with_level_state(r, level, unflatten)
 
     def make_hop(self, state, level=None):
         """A ``torch.classes.snnse_step.Hop`` that continues from ``state`` (copied), or None."""
         if self.ops is None:
             return None
-        lvl, lp = (list(state["level"]), level.params) if level is not None else ([], [])
+        lvl, lp = level_args(state, level)
         return torch.classes.snnse_step.Hop(0, self.cpp_w, self.cpp_f, self.flatten_state(state), lvl, lp,
                                             None, None, 0.0)
 
     def compiled_step(self, chunk, state, level=None):
         """The hop as one call of ``torch.ops.snnse_step.dpsnn_step`` (same state structure), with
         the input level control ``level`` (:class:`snnse.agc.LevelControl`) fused in when given."""
-        lvl, lp = (list(state["level"]), level.params) if level is not None else ([], [])
+        lvl, lp = level_args(state, level)
         r = self.ops.dpsnn_step(chunk, self.cpp_w, self.cpp_f, self.flatten_state(state), lvl, lp)
         return r[0], self.unflatten_state(r[1:], level is not None)
 

@@ -79,28 +79,23 @@ class S4Plan:
     @staticmethod
     def unflatten_state(r, level=False):
         """The state dict from ``r`` = the flat state (then ``d, past`` of the level control)."""
-        new = {}
-        if level:
-            new["level"] = (r[-2], r[-1])
-            r = r[:-2]
-        new.update({"frontend": (r[0], r[1]), "masker": tuple((r[i], (r[i + 1],)) for i in range(2, len(r), 2))})
-        return new
+        return fast_step.with_level_state(r, level, lambda r: {
+            "frontend": (r[0], r[1]), "masker": tuple((r[i], (r[i + 1],)) for i in range(2, len(r), 2))})
 
     def make_hop(self, state, level=None):
         """A ``torch.classes.snnse_step.Hop`` (STFT front-end) that continues from ``state`` (copied), or None."""
         if self.ops is None or not isinstance(self.fe, STFTFE) or not state["masker"][0][0].is_complex():
             return None
         fe = self.fe
-        lvl, lp = (list(state["level"]), level.params) if level is not None else ([], [])
+        lvl, lp = fast_step.level_args(state, level)
         return torch.classes.snnse_step.Hop(1, self.cpp_w_hop, self.cpp_f, self.flatten_state(state), lvl, lp,
                                             fe.window, fe.synth, float(fe.eps))
 
     def compiled_stft_step(self, chunk, state, level=None):
         """The whole hop with the STFT front-end as one call of ``torch.ops.snnse_step.s4_stft_step``,
         with the input level control ``level`` fused in when given."""
-        fe, (hist, pending) = self.fe, state["frontend"]
-        flat = [t for xs, (v,) in state["masker"] for t in (xs, v)]
-        lvl, lp = (list(state["level"]), level.params) if level is not None else ([], [])
+        fe, (hist, pending, *flat) = self.fe, self.flatten_state(state)
+        lvl, lp = fast_step.level_args(state, level)
         r = self.ops.s4_stft_step(chunk, hist, pending, fe.window, fe.synth, self.cpp_w, self.cpp_f, flat, fe.eps,
                                   lvl, lp)
         return r[0], self.unflatten_state(r[1:], level is not None)

@@ -232,6 +232,19 @@ def _frontend_plan(fe):
     return None
 
 
+def level_args(state, level):
+    """The compiled calls' level-control arguments: ``([d, past], params)``, or ``([], [])`` without one."""
+    return (list(state["level"]), level.params) if level is not None else ([], [])
+
+
+def with_level_state(r, level, unflatten):
+    """The state dict from a compiled call's flat state ``r``: ``unflatten(r)``, plus ``"level"`` from
+    the last two tensors when ``level`` (the level control's ``d, past``)."""
+    if not level:
+        return unflatten(r)
+    return {"level": (r[-2], r[-1]), **unflatten(r[:-2])}
+
+
 def run_frontend(fe, chunk, state, analyze_mask):
     """Frame ``chunk [B, hop]`` with the history, analyse, mask (``analyze_mask(feats) -> mask``),
     synthesise and overlap-add. Returns ``(out [B, hop], (history, pending))``."""

@@ -91,7 +91,7 @@ class Streamer:
                         raise
             self.state = self.state  # continue from the same state with a new Hop (or the general path)
         make = getattr(self.model, "stream_hop", None)
-        if make is None or self.record or torch.is_grad_enabled():
+        if make is None or self.record:
             return None
         if self._state is None:
             self._state = self.model.initial_state(self.batch, x.device, x.dtype)

@@ -146,14 +146,19 @@ class Enhancer(nn.Module):
         new["level"] = level
         return out / g_out, new
 
-    def _fast_step(self, chunk, state, record, level=None):
-        """The fast path of :mod:`snnse.fast_step` for one hop without autograd, or None."""
+    def _fast_plan(self, chunk):
+        """The plan of :mod:`snnse.fast_step` for ``chunk`` (one hop, no autograd, its dtype and device), or None."""
         if chunk.shape[-1] != self.frontend.hop or torch.is_grad_enabled():
             return None
         plan = fast_step.plan_for(self)
         if plan is None or chunk.dtype != plan.dtype or chunk.device != plan.device:
             return None
-        return plan.step(chunk, state, record, level=level)
+        return plan
+
+    def _fast_step(self, chunk, state, record, level=None):
+        """The fast path of :mod:`snnse.fast_step` for one hop without autograd, or None."""
+        plan = self._fast_plan(chunk)
+        return None if plan is None else plan.step(chunk, state, record, level=level)
 
     def stream_hop(self, chunk: torch.Tensor, state: dict):
         """For :class:`snnse.streaming.Streamer`: ``(plan, hop)``, a compiled
@@ -162,10 +167,8 @@ class Enhancer(nn.Module):
         ``hop.step`` raises ``RuntimeError("snnse Hop: weights changed")`` once a parameter or
         buffer was changed in place or replaced; a registration anywhere bumps
         ``fast_step.generation()``: in both cases, make a new one."""
-        if chunk.shape[-1] != self.frontend.hop or torch.is_grad_enabled():
-            return None
-        plan = fast_step.plan_for(self)
-        if plan is None or chunk.dtype != plan.dtype or chunk.device != plan.device:
+        plan = self._fast_plan(chunk)
+        if plan is None:
             return None
         hop = plan.make_hop(state, self.level)
         if hop is None:
