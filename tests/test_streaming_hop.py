@@ -18,11 +18,17 @@ MODELS = {
     "dpsnn": dict(N=64, B=64, H=64, X=2),
     "spiking_s4": dict(d_model=32, d_state=16, n_layers=2),
 }
+# Spiking-S4 frame lengths: a power of two runs the Hop's own real FFT (with and without a window), others
+# at::fft_rfft/irfft
+S4_FRAMES = {"hann64": dict(n_fft=64, hop=16, window="hann"), "hann80": dict(n_fft=80, hop=40, window="hann"),
+             "rect256": dict(n_fft=256, hop=128, window="rect")}
 
 
-def _model(name, level):
+def _model(name, level, **kw):
     torch.manual_seed(0)
-    kw = dict(MODELS[name], level_control=LC) if level else MODELS[name]
+    kw = dict(MODELS[name], **kw)
+    if level:
+        kw["level_control"] = LC
     return make_fire(snnse.get(name, **kw)).double().eval()
 
 
@@ -55,6 +61,28 @@ def test_one_hop_feeds_run_the_hop_and_equal_offline(name, level, data_dir):
     ys = torch.cat(outs, -1)
     assert ys.shape == y.shape
     assert (ys - y).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("frames", list(S4_FRAMES))
+def test_spiking_s4_hop_frame_lengths_and_windows(frames, data_dir):
+    model = _model("spiking_s4", frames == "hann64", **S4_FRAMES[frames])
+    x = speech(data_dir, 0.5)[None]
+    hop = model.hop
+    with torch.no_grad():
+        y = model(x)
+        st = Streamer(model)
+        outs = _feed_hops(st, x, hop)
+        assert st._hop is not None
+        outs += [st.feed(x[:, x.shape[1] - x.shape[1] % hop:]), st.flush()]
+        # the compiled step of several hops per call (model.step) as well
+        state, steps = model.initial_state(1, dtype=x.dtype), []
+        for i in range(0, x.shape[1] - 5 * hop, 5 * hop):
+            out, state = model.step(x[:, i:i + 5 * hop], state)
+            steps.append(out)
+    ys, lag = torch.cat(outs, -1), model.frame_length - hop
+    assert ys.shape == y.shape and (ys - y).abs().max() < 1e-10
+    zs = torch.cat(steps, -1)[:, lag:]
+    assert (zs - y[:, :zs.shape[1]]).abs().max() < 1e-10
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -114,12 +142,19 @@ def test_weight_changes_mid_stream_are_followed(name, data_dir):
     assert (outs["hop"] - outs["module"]).abs().max() < 1e-10
 
 
-def test_hop_keeps_float32_and_batches(data_dir):
-    model = snnse.get("dpsnn", N=64, B=64, H=64).eval()
+@pytest.mark.parametrize("name", list(MODELS))
+def test_hop_keeps_float32_batches_and_1d_hops(name, data_dir):
+    model = snnse.get(name, **MODELS[name]).eval()
     x = torch.stack([speech(data_dir, 0.5, "p287_001"), speech(data_dir, 0.5, "p287_004")]).float()
     with torch.inference_mode():
         y = model(x)
         st = Streamer(model, batch=2)
-        ys = torch.cat(_feed_hops(st, x, model.hop) + [st.flush()], -1)
+        rest = x.shape[1] - x.shape[1] % model.hop
+        ys = torch.cat(_feed_hops(st, x, model.hop) + [st.feed(x[:, rest:]), st.flush()], -1)
+        st1 = Streamer(model)  # batch 1 fed [hop] tensors: [hop] tensors back
+        hops = _feed_hops(st1, x[1], model.hop)
+        assert st1._hop is not None and all(h.dim() == 1 for h in hops)
+        y1 = torch.cat(hops + [st1.feed(x[1, rest:]), st1.flush()], -1)
     assert ys.dtype == torch.float32 and ys.shape == y.shape
     assert (ys - y).abs().max() < 1e-5
+    assert torch.equal(y1, ys[1])

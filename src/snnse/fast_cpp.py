@@ -15,8 +15,11 @@ step in one pass over the channels. Same formulas as the modules (``torch.lerp``
 form, ``H(x − θ) = x >= θ``, hard and soft resets); sums are accumulated in another order than
 MKL's, so the outputs equal the module path up to float rounding. The Spiking-S4 call runs the
 masker (encoder, the S4D recurrences in real pairs, emission, LIF, residual, layer norm, decoder),
-and with the STFT front-end the whole hop (framing, ``at::fft_rfft``/``at::fft_irfft``, the
-magnitude, the masking and the overlap-add) in the same call.
+and with the STFT front-end the whole hop (framing, the real FFT, the magnitude, the masking, the
+inverse FFT and the overlap-add) in the same call. For a power-of-two frame length the transforms are
+the source's own (``RealFFT``: a radix-2 complex FFT of half the length, twiddles computed in
+double), because ``at::fft_rfft``/``at::fft_irfft`` spent ~30 µs per hop on set-up (descriptors,
+twiddle tables, allocations, dispatch) around ~2 µs of transform; other lengths use ATen's.
 
 ``torch.classes.snnse_step.Hop`` runs either whole hop for one stream (:mod:`snnse.streaming`): it
 takes the weights once and keeps the state, updated in place, so that a hop is one call with one
@@ -26,7 +29,10 @@ and the Hop keeps its S4D state mode-major (``[B, 2, M, D]``, constants ``[6, M,
 recurrence is then vectorised over the channels, unit-stride, with no horizontal sums. The
 interleaved per-channel loop was ~2/3 of a Spiking-S4 hop; unit-stride rows made it ~2× faster
 and the mode-major layout ~3× (a micro-benchmark of the recurrence alone).
-:meth:`Hop.get_state` converts back to the module path's complex state.
+:meth:`Hop.get_state` converts back to the module path's complex state. A Spiking-S4 Hop with a
+power-of-two frame runs without any ATen call but its output's allocation (scratch memory kept in
+the object, the level control in place on its state); with the Streamer calling the Hop's bound
+``step`` this took the default Spiking-S4 hop from ~160 to ~100 µs (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -51,7 +57,10 @@ SOURCE = r"""
 #include <torch/library.h>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 using at::Tensor;
@@ -240,11 +249,53 @@ template <typename T> static inline void s4d_layer_mode_major(const T* R p, T* R
   for (int64_t h = 0; h < D; ++h) y[h] += Dk[h] * u[h];
 }
 
-// Spiking-S4 masker on one frame, LIF/PLIF units: feats [B,F] -> mask [B,F].
+// Spiking-S4 masker on one frame, LIF/PLIF units: feats [F] -> mask m [F] (one batch row; the weights as data
+// pointers wp in the order of w below, M: the S4D state size). Per layer: the S4D state xo -> xn (the same memory in
+// the mode-major layout), the LIF membrane vo -> vn. x, y, cur: scratch [D].
+template <typename T> static void s4_masker_row(const T* R feats, T* R m, const std::vector<const T*>& wp,
+                                                const std::vector<double>& f, int64_t F, int64_t D, int64_t M,
+                                                bool mode_major, const std::vector<const T*>& xo,
+                                                const std::vector<T*>& xn, const std::vector<const T*>& vo,
+                                                const std::vector<T*>& vn, T* R x, T* R y, T* R cur) {
+  const int64_t n_layers = static_cast<int64_t>(xo.size()), M2 = 2 * M;
+  axpy_gemv<T>(feats, F, wp[0], D, wp[1], x);
+  for (int64_t l = 0; l < n_layers; ++l) {
+    const T* const* wl = &wp[2 + 7 * l];
+    // S4D: x <- dA x + dB u; y = 2 Re sum C x + D u
+    if (mode_major) {
+      s4d_layer_mode_major<T>(wl[0], xn[l], x, wl[1], y, M, D);
+    } else {
+      for (int64_t h = 0; h < D; ++h)
+        y[h] = s4d_channel<T>(wl[0] + h * 6 * M, xo[l] + h * M2, xn[l] + h * M2, M, x[h]) + wl[1][h] * x[h];
+    }
+    axpy_gemv<T>(y, D, wl[2], D, wl[3], cur);
+    const T k = *wl[4], v_th = static_cast<T>(f[2 * l]);
+    const T* R v_o = vo[l];
+    T* R v_n = vn[l];
+    double mean = 0, var = 0;
+    for (int64_t h = 0; h < D; ++h) {  // LIF (hard reset to 0), residual
+      const T v = lerp(v_o[h], cur[h], k);
+      const bool fired = v >= v_th;
+      v_n[h] = fired ? T(0) : v;
+      x[h] += fired ? T(1) : T(0);
+      mean += x[h];
+    }
+    mean /= D;
+    for (int64_t h = 0; h < D; ++h) var += (x[h] - mean) * (x[h] - mean);
+    const T rstd = static_cast<T>(1.0 / std::sqrt(var / D + f[2 * l + 1])), mu = static_cast<T>(mean);
+    const T *R g = wl[5], *R be = wl[6];
+    for (int64_t h = 0; h < D; ++h) x[h] = (x[h] - mu) * rstd * g[h] + be[h];
+  }
+  const int64_t last = 2 + 7 * n_layers;
+  axpy_gemv<T>(x, D, wp[last], F, wp[last + 1], m);
+  for (int64_t i = 0; i < F; ++i) m[i] = m[i] > T(0) ? m[i] : T(0);
+}
+
+// The masker for a batch [B,F] -> mask [B,F], the weights and the state as tensors:
 // w: enc_w [F,D], enc_b [D] (input offset folded in), per layer: s4d [D,6,M] (see s4d_channel), Dskip [D],
 //    em_w [D,D], em_b [D], k [], ln_g [D], ln_b [D]; then dec_w [D,F], dec_b [F] (+1 folded)
 // f: per layer v_th, ln_eps.  s: per layer x [B,D,M] complex, v [B,D].
-// mode_major (the Hop): per layer s4d [6,M,D] and x real [B,2,M,D], updated in place (see s4d_layer_mode_major).
+// mode_major: per layer s4d [6,M,D] and x real [B,2,M,D], updated in place (see s4d_layer_mode_major).
 // returns: mask [B,F], then the new state in the order of s.
 // stft: feats_ is the complex spectrum [B,F]; the features are sqrt(re² + im² + eps) and the first result is
 // the masked spectrum (complex [B,F]) instead of the mask.
@@ -252,11 +303,12 @@ static std::vector<Tensor> s4_masker_(const Tensor& input, std::vector<Tensor> w
                                       std::vector<Tensor> s, bool stft, double eps, bool inplace,
                                       bool mode_major = false) {
   const int64_t n_layers = (static_cast<int64_t>(w.size()) - 4) / 7;
-  TORCH_CHECK(static_cast<int64_t>(w.size()) == 4 + 7 * n_layers && static_cast<int64_t>(s.size()) == 2 * n_layers,
-              "s4_masker: bad argument lists");
+  TORCH_CHECK(n_layers >= 1 && static_cast<int64_t>(w.size()) == 4 + 7 * n_layers &&
+              static_cast<int64_t>(s.size()) == 2 * n_layers, "s4_masker: bad argument lists");
   Tensor spec = stft ? at::view_as_real(input).contiguous() : Tensor();
   Tensor feats = stft ? at::empty({input.size(0), input.size(1)}, spec.options()) : input.contiguous();
   const int64_t B = feats.size(0), F = feats.size(1), D = w[0].size(1);
+  const int64_t M = mode_major ? w[2].size(1) : w[2].size(2);
   for (auto& t : w) t = t.contiguous();
   std::vector<Tensor> out{at::empty({B, F}, feats.options())}, xr(n_layers);
   for (int64_t l = 0; l < n_layers; ++l) {
@@ -265,9 +317,13 @@ static std::vector<Tensor> s4_masker_(const Tensor& input, std::vector<Tensor> w
     out.push_back(inplace ? xr[l] : at::empty_like(xr[l]));  // the recurrences read each slot before writing it
     out.push_back(inplace ? s[2 * l + 1] : at::empty({B, D}, feats.options()));
   }
+  TORCH_CHECK(!mode_major || inplace, "s4_masker: the mode-major layout is in place only");
   AT_DISPATCH_FLOATING_TYPES(feats.scalar_type(), "s4_masker", [&] {
     using T = scalar_t;
     auto P = [&](const Tensor& t) { return t.data_ptr<T>(); };
+    std::vector<const T*> wp, xo(n_layers), vo(n_layers);
+    std::vector<T*> xn(n_layers), vn(n_layers);
+    for (const auto& t : w) wp.push_back(P(t));
     std::vector<T> x(D), y(D), cur(D);
     for (int64_t b = 0; b < B; ++b) {
       if (stft) {
@@ -275,41 +331,14 @@ static std::vector<Tensor> s4_masker_(const Tensor& input, std::vector<Tensor> w
         T* R mag = P(feats) + b * F;
         for (int64_t i = 0; i < F; ++i) mag[i] = std::sqrt(z[2 * i] * z[2 * i] + z[2 * i + 1] * z[2 * i + 1] + T(eps));
       }
-      axpy_gemv<T>(P(feats) + b * F, F, P(w[0]), D, P(w[1]), x.data());
       for (int64_t l = 0; l < n_layers; ++l) {
-        const Tensor* wl = &w[2 + 7 * l];
-        const int64_t M = mode_major ? wl[0].size(1) : wl[0].size(2), M2 = 2 * M;
-        const T *cs = P(wl[0]), *Dk = P(wl[1]);
-        const T *xo = P(xr[l]) + b * D * M2, *vo = P(s[2 * l + 1]) + b * D;
-        T *xn = P(out[1 + 2 * l]) + b * D * M2, *vn = P(out[2 + 2 * l]) + b * D;
-        // S4D: x <- dA x + dB u; y = 2 Re sum C x + D u
-        if (mode_major) {
-          TORCH_CHECK(xn == xo, "s4_masker: the mode-major layout is in place only");
-          s4d_layer_mode_major<T>(cs, xn, x.data(), Dk, y.data(), M, D);
-        } else {
-          for (int64_t h = 0; h < D; ++h)
-            y[h] = s4d_channel<T>(cs + h * 6 * M, xo + h * M2, xn + h * M2, M, x[h]) + Dk[h] * x[h];
-        }
-        axpy_gemv<T>(y.data(), D, P(wl[2]), D, P(wl[3]), cur.data());
-        const T k = *P(wl[4]), v_th = static_cast<T>(f[2 * l]);
-        double mean = 0, var = 0;
-        for (int64_t h = 0; h < D; ++h) {  // LIF (hard reset to 0), residual
-          const T v = lerp(vo[h], cur[h], k);
-          const bool fired = v >= v_th;
-          vn[h] = fired ? T(0) : v;
-          x[h] += fired ? T(1) : T(0);
-          mean += x[h];
-        }
-        mean /= D;
-        for (int64_t h = 0; h < D; ++h) var += (x[h] - mean) * (x[h] - mean);
-        const T rstd = static_cast<T>(1.0 / std::sqrt(var / D + f[2 * l + 1])), mu = static_cast<T>(mean);
-        const T *g = P(wl[5]), *be = P(wl[6]);
-        for (int64_t h = 0; h < D; ++h) x[h] = (x[h] - mu) * rstd * g[h] + be[h];
+        xo[l] = P(xr[l]) + b * D * 2 * M;
+        xn[l] = P(out[1 + 2 * l]) + b * D * 2 * M;
+        vo[l] = P(s[2 * l + 1]) + b * D;
+        vn[l] = P(out[2 + 2 * l]) + b * D;
       }
-      const int64_t last = 2 + 7 * n_layers;
-      T* m = P(out[0]) + b * F;
-      axpy_gemv<T>(x.data(), D, P(w[last]), F, P(w[last + 1]), m);
-      for (int64_t i = 0; i < F; ++i) m[i] = m[i] > T(0) ? m[i] : T(0);
+      s4_masker_row<T>(P(feats) + b * F, P(out[0]) + b * F, wp, f, F, D, M, mode_major, xo, xn, vo, vn, x.data(),
+                       y.data(), cur.data());
     }
   });
   if (!mode_major)
@@ -332,14 +361,193 @@ static std::vector<Tensor> s4_masker(const Tensor& input, std::vector<Tensor> w,
   return s4_masker_(input, std::move(w), std::move(f), std::move(s), stft, eps, false);
 }
 
+// Real FFT of a power-of-two length n >= 4 by a complex FFT of n/2 points (iterative radix 2) and the split of its
+// result into the even and odd samples' spectra; the inverse with the 1/n of irfft, reading only the real parts of
+// the DC and Nyquist bins (as irfft does). Twiddles computed in double. The Hop uses it instead of
+// at::fft_rfft/irfft, whose per-call set-up (descriptors, twiddle tables, allocations, dispatch) took ~30 µs per
+// Spiking-S4 hop against ~2 µs for the transforms themselves. real_fft(n): one per length and thread, kept.
+struct RealFFT {
+  int64_t n = 0, h = 0;
+  std::vector<int32_t> rev;    // bit reversal of the h indices
+  std::vector<double> wd, rd;  // (re, im) of e^{-2πi j/h}, j < h/2, and of e^{-2πi k/n}, k < h
+  std::vector<float> wf, rf;
+  static bool usable(int64_t n) { return n >= 4 && (n & (n - 1)) == 0; }
+  RealFFT() = default;
+  explicit RealFFT(int64_t n_) : n(n_), h(n_ / 2), rev(n_ / 2), wd(n_ / 2), rd(n_) {
+    int bits = 0;
+    while ((int64_t(1) << bits) < h) ++bits;
+    for (int64_t i = 0; i < h; ++i) {
+      int32_t r = 0;
+      for (int k = 0; k < bits; ++k) r |= static_cast<int32_t>(((i >> k) & 1) << (bits - 1 - k));
+      rev[i] = r;
+    }
+    const double pi = std::acos(-1.0);
+    for (int64_t j = 0; j < h / 2; ++j) { wd[2 * j] = std::cos(2 * pi * j / h); wd[2 * j + 1] = -std::sin(2 * pi * j / h); }
+    for (int64_t k = 0; k < h; ++k) { rd[2 * k] = std::cos(2 * pi * k / n); rd[2 * k + 1] = -std::sin(2 * pi * k / n); }
+    wf.assign(wd.begin(), wd.end());
+    rf.assign(rd.begin(), rd.end());
+  }
+  template <typename T> const T* tw() const {
+    if constexpr (std::is_same_v<T, float>) return wf.data(); else return wd.data();
+  }
+  template <typename T> const T* rt() const {
+    if constexpr (std::is_same_v<T, float>) return rf.data(); else return rd.data();
+  }
+  // in place on h complex values (re, im interleaved); inverse: conjugate twiddles, no scaling
+  template <typename T> void cfft(T* R z, bool inverse) const {
+    for (int64_t i = 0; i < h; ++i) {
+      const int64_t j = rev[i];
+      if (i < j) { std::swap(z[2 * i], z[2 * j]); std::swap(z[2 * i + 1], z[2 * j + 1]); }
+    }
+    const T* R w = tw<T>();
+    const T sgn = inverse ? T(-1) : T(1);
+    for (int64_t len = 2; len <= h; len <<= 1) {
+      const int64_t half = len / 2, step = h / len;
+      for (int64_t i = 0; i < h; i += len)
+        for (int64_t k = 0; k < half; ++k) {
+          const T wr = w[2 * k * step], wi = sgn * w[2 * k * step + 1];
+          T* R a = z + 2 * (i + k);
+          T* R b = z + 2 * (i + k + half);
+          const T br = b[0] * wr - b[1] * wi, bi = b[0] * wi + b[1] * wr;
+          b[0] = a[0] - br;
+          b[1] = a[1] - bi;
+          a[0] += br;
+          a[1] += bi;
+        }
+    }
+  }
+  // x [n] real -> X [h + 1] complex (interleaved); work [n]
+  template <typename T> void rfft(const T* R x, T* R X, T* R work) const {
+    for (int64_t i = 0; i < n; ++i) work[i] = x[i];  // z[m] = x[2m] + i x[2m+1]: the same memory layout
+    cfft<T>(work, false);
+    const T* R r = rt<T>();
+    X[0] = work[0] + work[1];
+    X[1] = T(0);
+    X[2 * h] = work[0] - work[1];
+    X[2 * h + 1] = T(0);
+    for (int64_t k = 1; k < h; ++k) {  // X[k] = E + e^{-2πik/n} O, E = (Z[k] + conj Z[h-k]) / 2, O = (Z[k] - conj Z[h-k]) / 2i
+      const T ar = work[2 * k], ai = work[2 * k + 1], br = work[2 * (h - k)], bi = -work[2 * (h - k) + 1];
+      const T er = T(0.5) * (ar + br), ei = T(0.5) * (ai + bi), or_ = T(0.5) * (ai - bi), oi = T(-0.5) * (ar - br);
+      X[2 * k] = er + (r[2 * k] * or_ - r[2 * k + 1] * oi);
+      X[2 * k + 1] = ei + (r[2 * k] * oi + r[2 * k + 1] * or_);
+    }
+  }
+  // X [h + 1] complex -> x [n] real, times 1/n (irfft); work [n]
+  template <typename T> void irfft(const T* R X, T* R x, T* R work) const {
+    const T* R r = rt<T>();
+    for (int64_t k = 0; k < h; ++k) {  // Z[k] = E' + i O', E' = X[k] + conj X[h-k], O' = (X[k] - conj X[h-k]) e^{2πik/n}
+      const T ar = X[2 * k], ai = k ? X[2 * k + 1] : T(0), br = X[2 * (h - k)], bi = k ? -X[2 * (h - k) + 1] : T(0);
+      const T er = ar + br, ei = ai + bi, dr = ar - br, di = ai - bi;
+      const T or_ = dr * r[2 * k] + di * r[2 * k + 1], oi = di * r[2 * k] - dr * r[2 * k + 1];
+      work[2 * k] = er - oi;
+      work[2 * k + 1] = ei + or_;
+    }
+    cfft<T>(work, true);
+    const T scale = T(1) / static_cast<T>(n);
+    for (int64_t i = 0; i < n; ++i) x[i] = work[i] * scale;
+  }
+};
+
+static const RealFFT& real_fft(int64_t n) {
+  static thread_local std::vector<std::unique_ptr<RealFFT>> cache;
+  for (const auto& p : cache)
+    if (p->n == n) return *p;
+  cache.push_back(std::make_unique<RealFFT>(n));
+  return *cache.back();
+}
+
+// Spiking-S4 hops with the STFT front-end on raw pointers, for a power-of-two frame length L = hop + ov: per batch
+// row, frame [history, x] (times the window unless rectangular), rfft, magnitude, the masker (s4_masker_row),
+// masking, irfft times the synthesis window, overlap-add. The new history, pending samples and masker state go to
+// hn, pn, xn, vn, which may be ho, po, xo, vo (in place: every value is read before it is written; the mode-major
+// layout is in place only). xo ... vn: per layer, batch row 0 (row strides 2 M D and D). scratch: 3 L + 4 F + 3 D.
+template <typename T> static void s4_stft_rows(const T* R xin, T* R out, int64_t B, int64_t hop, int64_t ov,
+                                               const T* ho, T* hn, const T* po, T* pn, const T* R win, const T* R sw,
+                                               double eps, const std::vector<const T*>& wp, const std::vector<double>& f,
+                                               int64_t D, int64_t M, bool mode_major, const std::vector<const T*>& xo,
+                                               const std::vector<T*>& xn, const std::vector<const T*>& vo,
+                                               const std::vector<T*>& vn, T* R scratch) {
+  const int64_t L = hop + ov, F = L / 2 + 1, n_layers = static_cast<int64_t>(xo.size());
+  const RealFFT& fft = real_fft(L);
+  T *R frame = scratch, *R work = frame + L, *R yl = work + L, *R spec = yl + L, *R feats = spec + 2 * F,
+    *R m = feats + F, *R x = m + F, *R y = x + D, *R cur = y + D;
+  std::vector<const T*> xo_b(n_layers), vo_b(n_layers);
+  std::vector<T*> xn_b(n_layers), vn_b(n_layers);
+  for (int64_t b = 0; b < B; ++b) {
+    const T* hb = ho + b * ov;
+    for (int64_t i = 0; i < ov; ++i) frame[i] = hb[i];
+    for (int64_t i = 0; i < hop; ++i) frame[ov + i] = xin[b * hop + i];
+    for (int64_t i = 0; i < ov; ++i) hn[b * ov + i] = frame[hop + i];  // the new history: the frame's last ov samples
+    if (win)
+      for (int64_t i = 0; i < L; ++i) frame[i] *= win[i];
+    fft.rfft<T>(frame, spec, work);
+    for (int64_t i = 0; i < F; ++i)
+      feats[i] = std::sqrt(spec[2 * i] * spec[2 * i] + spec[2 * i + 1] * spec[2 * i + 1] + T(eps));
+    for (int64_t l = 0; l < n_layers; ++l) {
+      xo_b[l] = xo[l] + b * 2 * M * D;
+      xn_b[l] = xn[l] + b * 2 * M * D;
+      vo_b[l] = vo[l] + b * D;
+      vn_b[l] = vn[l] + b * D;
+    }
+    s4_masker_row<T>(feats, m, wp, f, F, D, M, mode_major, xo_b, xn_b, vo_b, vn_b, x, y, cur);
+    for (int64_t i = 0; i < F; ++i) { spec[2 * i] *= m[i]; spec[2 * i + 1] *= m[i]; }
+    fft.irfft<T>(spec, yl, work);
+    const T* pb = po + b * ov;
+    T *o = out + b * hop, *pnb = pn + b * ov;
+    for (int64_t i = 0; i < L; ++i) {  // pending[i] is read (i < ov) before pending[i - hop] is written
+      T v = yl[i] * sw[i];
+      if (i < ov) v += pb[i];
+      if (i < hop) o[i] = v; else pnb[i - hop] = v;
+    }
+  }
+}
+
 // A whole Spiking-S4 hop with the STFT front-end: frame [history, x] (times the window unless rectangular),
-// rfft, the masker above (magnitude and masking inside), irfft times the synthesis window, overlap-add.
+// rfft, the masker above (magnitude and masking inside), irfft times the synthesis window, overlap-add; with
+// s4_stft_rows for a power-of-two frame length, else with at::fft_rfft/irfft.
 // returns: out [B,hop], history [B,ov], pending [B,ov], then the masker state in the order of s
 static std::vector<Tensor> s4_stft_step_(const Tensor& x, const Tensor& hist, const Tensor& pending,
                                         const std::optional<Tensor>& window, const Tensor& synth, std::vector<Tensor> w,
                                         std::vector<double> f, std::vector<Tensor> s, double eps,
                                         bool inplace = false, bool mode_major = false) {
   const int64_t B = x.size(0), hop = x.size(1), ov = hist.size(1), L = hop + ov;
+  if (RealFFT::usable(L) && ov < L) {  // raw pointers and the own FFT (s4_stft_rows)
+    const int64_t n_layers = (static_cast<int64_t>(w.size()) - 4) / 7, F = L / 2 + 1, D = w[0].size(1);
+    TORCH_CHECK(n_layers >= 1 && static_cast<int64_t>(w.size()) == 4 + 7 * n_layers &&
+                static_cast<int64_t>(s.size()) == 2 * n_layers && w[0].size(0) == F, "s4_stft_step: bad arguments");
+    TORCH_CHECK(!mode_major || inplace, "s4_stft_step: the mode-major layout is in place only");
+    const int64_t M = mode_major ? w[2].size(1) : w[2].size(2);
+    for (auto& t : w) t = t.contiguous();
+    const Tensor xc = x.contiguous(), hc = hist.contiguous(), pc = pending.contiguous(), sc = synth.contiguous();
+    const Tensor wc = window.has_value() && window->defined() ? window->contiguous() : Tensor();
+    std::vector<Tensor> out{at::empty({B, hop}, x.options()), inplace ? hc : at::empty({B, ov}, x.options()),
+                            inplace ? pc : at::empty({B, ov}, x.options())}, xr(n_layers), vr(n_layers);
+    for (int64_t l = 0; l < n_layers; ++l) {
+      xr[l] = mode_major ? s[2 * l].contiguous() : at::view_as_real(s[2 * l]).contiguous();
+      vr[l] = s[2 * l + 1].contiguous();
+      out.push_back(inplace ? xr[l] : at::empty_like(xr[l]));
+      out.push_back(inplace ? vr[l] : at::empty_like(vr[l]));
+    }
+    Tensor scratch = at::empty({3 * L + 4 * F + 3 * D}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "s4_stft_step", [&] {
+      using T = scalar_t;
+      std::vector<const T*> wp, xo, vo;
+      std::vector<T*> xn, vn;
+      for (const auto& t : w) wp.push_back(t.data_ptr<T>());
+      for (int64_t l = 0; l < n_layers; ++l) {
+        xo.push_back(xr[l].data_ptr<T>());
+        vo.push_back(vr[l].data_ptr<T>());
+        xn.push_back(out[3 + 2 * l].data_ptr<T>());
+        vn.push_back(out[4 + 2 * l].data_ptr<T>());
+      }
+      s4_stft_rows<T>(xc.data_ptr<T>(), out[0].data_ptr<T>(), B, hop, ov, hc.data_ptr<T>(), out[1].data_ptr<T>(),
+                      pc.data_ptr<T>(), out[2].data_ptr<T>(), wc.defined() ? wc.data_ptr<T>() : nullptr,
+                      sc.data_ptr<T>(), eps, wp, f, D, M, mode_major, xo, xn, vo, vn, scratch.data_ptr<T>());
+    });
+    if (!mode_major)
+      for (int64_t l = 0; l < n_layers; ++l) out[3 + 2 * l] = at::view_as_complex(out[3 + 2 * l]);
+    return out;
+  }
   Tensor buf = at::cat({hist, x}, 1);
   Tensor spec = at::fft_rfft(window.has_value() && window->defined() ? at::mul(buf, *window) : buf);
   std::vector<Tensor> r = s4_masker_(spec, std::move(w), std::move(f), std::move(s), true, eps, inplace, mode_major);
@@ -367,9 +575,9 @@ static std::vector<Tensor> s4_stft_step_(const Tensor& x, const Tensor& hist, co
 // Causal level control of one chunk (snnse.agc.LevelControl.step, same formulas), on raw pointers:
 // x [B,n] (n = k·hop), d [B], past [B,ov] (per-sample gains in dB of the last ov input samples);
 // p: hop, target_db, c_attack, c_release, max_gain_db, floor. Writes x times its gains, the output
-// divisors (linear), the new d and the new past.
-template <typename T> static void level_apply(const T* R xp, T* R xsp, T* R gop, const T* R dp, const T* R pp, T* R dnp,
-                                              T* R pnp, int64_t B, int64_t n, int64_t ov, const std::vector<double>& p) {
+// divisors (linear), the new d and the new past (dnp, pnp may be dp, pp: each row is read before it is written).
+template <typename T> static void level_apply(const T* R xp, T* R xsp, T* R gop, const T* dp, const T* pp, T* dnp,
+                                              T* pnp, int64_t B, int64_t n, int64_t ov, const std::vector<double>& p) {
   const int64_t hop = static_cast<int64_t>(p[0]), k = n / hop;
   const T ln = static_cast<T>(std::log(10.0) / 20.0), target = static_cast<T>(p[1]), ca = static_cast<T>(p[2]),
           cr = static_cast<T>(p[3]), gmax = static_cast<T>(p[4]), floor = static_cast<T>(p[5]);
@@ -447,28 +655,37 @@ static std::vector<Tensor> s4_stft_step(const Tensor& x, const Tensor& hist, con
 
 // One stream's hops as one object (torch.classes.snnse_step.Hop): the weights are passed once, and the state is
 // kept here and updated in place, so that a hop is one call with one tensor in and one out (snnse.streaming).
+// step(x): x [batch, hop] -> [batch, hop], or [hop] -> [hop] (batch 1).
 // kind 0: DPSNN (w, f, s as dpsnn_step); kind 1: Spiking-S4 with the STFT (s: history, pending, then the masker
 // state; window, synth and eps as s4_stft_step). lvl/lp: the level control's state and parameters, or empty.
+// A Spiking-S4 hop whose frame length is a power of two runs without any ATen call but the output's allocation
+// (s4_rows: RealFFT, the workspace below); other lengths go through s4_stft_step_. The level control runs in place
+// on its state, into the workspace.
 struct Hop : torch::CustomClassHolder {
   int64_t kind;
   std::vector<Tensor> w, s, lvl;
   std::vector<double> f, lp;
   std::optional<Tensor> window;
-  Tensor synth;
+  Tensor synth, ws, ls;  // ws, ls: scratch memory in the weights' dtype, made on first use
   double eps;
+  int64_t fft_n = 0;  // the frame length where it is a power of two (s4_rows), else 0
   Hop(int64_t kind_, std::vector<Tensor> w_, std::vector<double> f_, std::vector<Tensor> s_, std::vector<Tensor> lvl_,
       std::vector<double> lp_, std::optional<Tensor> window_, std::optional<Tensor> synth_, double eps_)
-      : kind(kind_), w(std::move(w_)), lvl(std::move(lvl_)), f(std::move(f_)), lp(std::move(lp_)),
-        window(std::move(window_)), eps(eps_) {
-    TORCH_CHECK(kind == 0 || (kind == 1 && synth_.has_value() && s_.size() >= 2), "Hop: bad arguments");
+      : kind(kind_), w(std::move(w_)), f(std::move(f_)), lp(std::move(lp_)), eps(eps_) {
+    TORCH_CHECK(kind == 0 || (kind == 1 && synth_.has_value() && s_.size() >= 4), "Hop: bad arguments");
+    TORCH_CHECK(lvl_.empty() || (lvl_.size() == 2 && lp.size() == 6), "Hop: bad level control arguments");
     if (synth_.has_value()) synth = synth_->contiguous();
+    if (window_.has_value() && window_->defined()) window = window_->contiguous();
     for (auto& t : w) t = t.contiguous();
     for (const auto& t : s_) s.push_back(t.clone(at::MemoryFormat::Contiguous));  // never the caller's tensors
+    for (const auto& t : lvl_) lvl.push_back(t.clone(at::MemoryFormat::Contiguous));
     if (kind == 0) {  // y (the ALIF's spikes) and s are one tensor, as dpsnn_step returns them
       TORCH_CHECK((s.size() - 3) % 6 == 0, "Hop: bad DPSNN state");
       for (size_t j = 2; j + 6 <= s.size(); j += 6) s[j + 5] = s[j + 4];
     } else {  // the S4D states mode-major [B, 2, M, D] (w: the constants [6, M, D], see s4d_layer_mode_major)
       for (size_t i = 2; i < s.size(); i += 2) s[i] = at::view_as_real(s[i]).permute({0, 3, 2, 1}).contiguous();
+      const int64_t L = synth.numel();
+      if (RealFFT::usable(L) && s[0].size(1) < L) fft_n = L;
     }
   }
   // the tensors the weights above were derived from (a model's parameters and buffers), their version counters
@@ -485,16 +702,66 @@ struct Hop : torch::CustomClassHolder {
       ptrs.push_back(t.data_ptr());
     }
   }
-  Tensor step(const Tensor& x) {
+  // at least n elements of scratch memory in the weights' dtype (buf: ws for s4_rows, ls for the level control)
+  template <typename T> T* scratch(Tensor& buf, int64_t n) {
+    if (!buf.defined() || buf.numel() < n) buf = at::empty({n}, w[0].options());
+    return buf.data_ptr<T>();
+  }
+  // A Spiking-S4 hop (s4_stft_rows, in place on the state): x [B,hop] -> out [B,hop]
+  template <typename T> void s4_rows(const T* xin, T* out, int64_t B, int64_t hop) {
+    const int64_t ov = s[0].size(1), L = hop + ov, F = L / 2 + 1, D = w[0].size(1), M = w[2].size(1);
+    const int64_t n_layers = (static_cast<int64_t>(s.size()) - 2) / 2;
+    TORCH_CHECK(L == fft_n && F == w[0].size(0) && static_cast<int64_t>(w.size()) == 4 + 7 * n_layers,
+                "Hop: bad Spiking-S4 sizes");
+    std::vector<const T*> wp, xo, vo;
+    std::vector<T*> xn, vn;
+    for (const auto& t : w) wp.push_back(t.data_ptr<T>());
+    for (int64_t l = 0; l < n_layers; ++l) {
+      xn.push_back(s[2 + 2 * l].data_ptr<T>());
+      vn.push_back(s[3 + 2 * l].data_ptr<T>());
+      xo.push_back(xn.back());
+      vo.push_back(vn.back());
+    }
+    T *hist = s[0].data_ptr<T>(), *pend = s[1].data_ptr<T>();
+    s4_stft_rows<T>(xin, out, B, hop, ov, hist, hist, pend, pend, window.has_value() ? window->data_ptr<T>() : nullptr,
+                    synth.data_ptr<T>(), eps, wp, f, D, M, true, xo, xn, vo, vn,
+                    scratch<T>(ws, 3 * L + 4 * F + 3 * D));
+  }
+  Tensor step(const Tensor& x_) {
     for (size_t i = 0; i < watched.size(); ++i)
       TORCH_CHECK(watched[i]._version() == versions[i] && watched[i].data_ptr() == ptrs[i], "snnse Hop: weights changed");
-    std::vector<Tensor> r = with_level(x, lvl, lp, [&](const Tensor& xi) {
-      if (kind == 0) return dpsnn_step_(xi, w, f, s, true);
-      return s4_stft_step_(xi, s[0], s[1], window, synth, w, f, std::vector<Tensor>(s.begin() + 2, s.end()), eps,
-                           true, true);
+    TORCH_CHECK((x_.dim() == 2 || x_.dim() == 1) && x_.scalar_type() == w[0].scalar_type(),
+                "Hop: expected [batch, hop] or [hop] input of the weights' dtype");
+    const int64_t B = x_.dim() == 2 ? x_.size(0) : 1, n = x_.size(-1);
+    TORCH_CHECK(B == s[0].size(0), "Hop: the input's batch size is not the state's");
+    Tensor x = x_.contiguous(), out;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "Hop", [&] {
+      using T = scalar_t;
+      const T* xp = x.data_ptr<T>();
+      T* gains = nullptr;
+      if (!lvl.empty()) {  // the level control, in place on its state: x times its gains, then the output divisors
+        T* scaled = scratch<T>(ls, 2 * B * n);
+        gains = scaled + B * n;
+        level_apply<T>(xp, scaled, gains, lvl[0].data_ptr<T>(), lvl[1].data_ptr<T>(), lvl[0].data_ptr<T>(),
+                       lvl[1].data_ptr<T>(), B, n, lvl[1].size(1), lp);
+        xp = scaled;
+      }
+      if (kind == 1 && fft_n) {
+        out = at::empty(x_.dim() == 1 ? at::IntArrayRef{n} : at::IntArrayRef{B, n}, x.options());
+        s4_rows<T>(xp, out.data_ptr<T>(), B, n);
+      } else {
+        const Tensor xi = gains ? ls.narrow(0, 0, B * n).view({B, n}) : x.dim() == 1 ? x.view({B, n}) : x;
+        out = kind == 0 ? dpsnn_step_(xi, w, f, s, true)[0]
+                        : s4_stft_step_(xi, s[0], s[1], window, synth, w, f, std::vector<Tensor>(s.begin() + 2, s.end()),
+                                        eps, true, true)[0];
+        out = out.contiguous();
+      }
+      if (gains) {
+        T* R o = out.data_ptr<T>();
+        for (int64_t i = 0; i < B * n; ++i) o[i] /= gains[i];
+      }
     });
-    if (!lvl.empty()) lvl = {r[r.size() - 2], r.back()};
-    return r[0];
+    return x_.dim() == 1 && out.dim() == 2 ? out.view({n}) : out;
   }
   // copies of the state (then the level control's), in the order and layout it was given
   std::vector<Tensor> get_state() {

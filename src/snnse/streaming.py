@@ -55,7 +55,7 @@ class Streamer:
 
     def _new_stream(self) -> None:
         self._state = None
-        self._hop = None  # (plan, Hop, level control) while one-hop calls run compiled; then _state is stale
+        self._hop = None  # (plan, Hop, level control, ...) while one-hop calls run compiled; _state is then stale
         self.pending: torch.Tensor | None = None
         self.total_in = 0
         self.total_out = 0
@@ -80,12 +80,13 @@ class Streamer:
         self._hop, self._state = None, value
 
     def _hop_step(self, x: torch.Tensor) -> torch.Tensor | None:
-        """One hop ``[batch, hop]`` through the stream's compiled Hop (made here if needed), or None."""
+        """One hop ``[batch, hop]`` (or ``[hop]`` for batch 1) through the stream's compiled Hop (made here if
+        needed), or None."""
         fh = self._hop
         if fh is not None:
             if fh[3] == fast_step.generation() and fh[2] is self.model.level and x.dtype == fh[4]:
                 try:
-                    return fh[1].step(x)
+                    return fh[5](x)
                 except RuntimeError as err:
                     if "weights changed" not in str(err):
                         raise
@@ -95,10 +96,11 @@ class Streamer:
             return None
         if self._state is None:
             self._state = self.model.initial_state(self.batch, x.device, x.dtype)
-        made = make(x, self._state)
+        made = make(x if x.dim() == 2 else x[None], self._state)
         if made is None:
             return None
-        self._hop = (*made, self.model.level, fast_step.generation(), x.dtype)
+        # (plan, Hop, level control, generation, dtype, the Hop's bound step: ~3 µs less per call than hop.step)
+        self._hop = (*made, self.model.level, fast_step.generation(), x.dtype, made[1].step)
         return made[1].step(x)
 
     def _run(self, chunk: torch.Tensor) -> torch.Tensor:
@@ -122,15 +124,15 @@ class Streamer:
         """Add input samples; return the output samples that are now final."""
         if self._hop is not None and not self.to_skip and samples.shape[-1] == self.hop \
                 and not self.pending.shape[-1] and not torch.is_grad_enabled():
-            # the hot path: one hop, nothing pending, the stream's Hop running
+            # the hot path: one hop, nothing pending, the stream's Hop running ([hop] in, [hop] out as it is)
             squeeze = samples.dim() == 1
             if (self.batch == 1) if squeeze else (samples.dim() == 2 and samples.shape[0] == self.batch):
                 self._squeeze = squeeze
-                out = self._hop_step(samples.unsqueeze(0) if squeeze else samples)
+                out = self._hop_step(samples)
                 if out is not None:
                     self.total_in += self.hop
                     self.total_out += self.hop
-                    return out.squeeze(0) if squeeze else out
+                    return out
         squeeze = self._squeeze = samples.dim() == 1
         x = samples.unsqueeze(0) if squeeze else samples
         if x.dim() != 2 or x.shape[0] != self.batch:
