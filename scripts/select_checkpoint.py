@@ -7,12 +7,13 @@ This script does that, for a validation split only (never select on a test split
 
     python scripts/select_checkpoint.py runs/NAME/checkpoints/step-*.ckpt \\
         --manifest data/demo/valid.csv --every 3 --like spiking-s4-demo --by stoi \\
-        --group "asterisk=en_,es_,it_,ru_" -o runs/NAME/selection.md
+        --group "asterisk=en_,es_,it_,ru_" --snr "high=15:" -o runs/NAME/selection.md
 
 Each checkpoint (a Lightning ``.ckpt`` of ``snnse fit``, or a snnse model file) is run over the
 noisy files (streaming, as ``snnse evaluate``) and scored with SI-SNR, PESQ-WB and STOI; the
 table gives each metric's mean gain over the noisy input, on all pairs and on the ``--group``
-subsets (pairs whose id starts with one of the prefixes), ranked by ``--by``. Scores of
+subsets (pairs whose id starts with one of the prefixes) and the ``--snr`` subsets (pairs whose
+input SNR, the manifest's ``snr`` column, lies in ``[LO, HI)`` dB), ranked by ``--by``. Scores of
 identical signals come from the metric cache.
 """
 
@@ -49,7 +50,20 @@ def pairs_every(manifest: Path, every: int) -> list[dict]:
     with open(manifest, newline="") as f:
         rows = list(csv.DictReader(f))
     root = manifest.parent
-    return [{"noisy": root / r["noisy"], "clean": root / r["clean"], "file": r["id"]} for r in rows[::every]]
+    return [{"noisy": root / r["noisy"], "clean": root / r["clean"], "file": r["id"],
+             "snr": float(r["snr"]) if r.get("snr") not in (None, "") else None} for r in rows[::every]]
+
+
+def snr_group(text: str) -> tuple[str, tuple[float, float]]:
+    """``NAME=LO:HI`` (dB; either end may be empty: unbounded)."""
+    name, _, rng = text.partition("=")
+    lo, sep, hi = rng.partition(":")
+    if not name or not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=LO:HI, got {text!r}")
+    try:
+        return name, (float(lo) if lo else float("-inf"), float(hi) if hi else float("inf"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=LO:HI in dB, got {text!r}") from None
 
 
 def main(argv=None) -> int:
@@ -61,14 +75,22 @@ def main(argv=None) -> int:
     ap.add_argument("--by", default="stoi", choices=METRICS, help="rank by the mean gain of this metric")
     ap.add_argument("--group", action="append", default=[], metavar="NAME=PREFIX,...",
                     help="also report the pairs whose id starts with one of the prefixes")
+    ap.add_argument("--snr", action="append", default=[], type=snr_group, metavar="NAME=LO:HI",
+                    help="also report the pairs whose input SNR (manifest column snr) is in [LO, HI) dB")
     ap.add_argument("-o", "--output", type=Path, help="write the table (markdown) here too")
     args = ap.parse_args(argv)
 
     pairs = pairs_every(args.manifest, args.every)
-    groups = {"all": None}
+    groups = {"all": lambda f: True}
     for g in args.group:
         name, _, prefixes = g.partition("=")
-        groups[name] = tuple(p for p in prefixes.split(",") if p)
+        groups[name] = lambda f, p=tuple(p for p in prefixes.split(",") if p): f.startswith(p)
+    if args.snr:
+        snr = {p["file"]: p["snr"] for p in pairs}
+        if any(v is None for v in snr.values()):
+            ap.error(f"--snr needs an snr column in {args.manifest}")
+        for name, (lo, hi) in args.snr:
+            groups[name] = lambda f, lo=lo, hi=hi: lo <= snr[f] < hi
     level = snnse.load(args.like).kwargs.get("level_control") if args.like else None
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,11 +103,10 @@ def main(argv=None) -> int:
             res = evaluate(pairs, metrics=list(METRICS), model=str(model_file), workers=1, progress=False,
                            notice=None)
             row = {"checkpoint": path.name, "step": step}
-            for gname, prefixes in groups.items():
+            for gname, member in groups.items():
                 for m in METRICS:
                     enh, noisy = res.values("enhanced", m), res.values("noisy", m)
-                    files = [f for f in enh if (prefixes is None or f.startswith(prefixes))
-                             and enh[f] is not None and noisy.get(f) is not None]
+                    files = [f for f in enh if member(f) and enh[f] is not None and noisy.get(f) is not None]
                     row[f"{gname}:{m}"] = sum(enh[f] - noisy[f] for f in files) / max(len(files), 1)
                     row[f"{gname}:n"] = len(files)
             results.append(row)

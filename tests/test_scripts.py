@@ -72,9 +72,9 @@ def test_select_checkpoint_ranks_lightning_and_model_files(monkeypatch, tmp_path
     vb = data_dir / "voicebank_debug"
     with open(tmp_path / "valid.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["id", "noisy", "clean"])
-        for name in ("p287_001", "p287_002", "p287_003"):
-            w.writerow([name, vb / "noisy" / f"{name}.wav", vb / "clean" / f"{name}.wav"])
+        w.writerow(["id", "noisy", "clean", "snr"])
+        for name, snr in (("p287_001", 12.8), ("p287_002", 9.0), ("p287_003", 4.2)):
+            w.writerow([name, vb / "noisy" / f"{name}.wav", vb / "clean" / f"{name}.wav", snr])
     torch.manual_seed(0)
     kw = dict(N=32, B=32, H=32)
     good = snnse.get("dpsnn", **kw)
@@ -86,8 +86,11 @@ def test_select_checkpoint_ranks_lightning_and_model_files(monkeypatch, tmp_path
                 "state_dict": {"model." + k: v for k, v in bad.state_dict().items()}}, tmp_path / "b.ckpt")
     out = tmp_path / "sel.md"
     assert sel.main([str(tmp_path / "a.pt"), str(tmp_path / "b.ckpt"), "--manifest", str(tmp_path / "valid.csv"),
-                     "--every", "2", "--by", "sisnr", "--group", "one=p287_001", "-o", str(out)]) == 0
-    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "checkpoint" not in line]
-    assert len(rows) == 2 and "2 pairs" in out.read_text() and "n=1" in out.read_text()
+                     "--every", "2", "--by", "sisnr", "--group", "one=p287_001", "--snr", "low=:5",
+                     "--snr", "none=20:", "-o", str(out)]) == 0
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "checkpoint" not in line]
+    assert len(rows) == 2 and "2 pairs" in text and "(one, n=1)" in text
+    assert "(low, n=1)" in text and "(none, n=0)" in text  # p287_003 (4.2 dB) only; nothing at 20 dB and up
     first, second = (float(r.split("|")[3]) for r in rows)  # ΔSI-SNR, ranked best first
     assert first >= second and "| 7 |" in (rows[0] + rows[1])
