@@ -25,25 +25,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 import snnse
 from snnse.atomic import atomic_write_text
 from snnse.evaluate import evaluate
+from snnse.training import load_run_checkpoint
 
 METRICS = ("sisnr", "pesq_wb", "stoi")
-
-
-def load_any(path: Path):
-    """A model from a Lightning checkpoint of ``snnse fit`` or from a snnse model file/name."""
-    if path.suffix == ".ckpt":
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-        hp = ck["hyper_parameters"]
-        model = snnse.get(hp["model_name"], **hp["model_kwargs"])
-        sd = {k[len("model."):]: v for k, v in ck["state_dict"].items() if k.startswith("model.")}
-        model.load_state_dict(sd)
-        return model, int(ck.get("global_step", -1))
-    return snnse.load(str(path)), -1
 
 
 def pairs_every(manifest: Path, every: int) -> list[dict]:
@@ -95,7 +82,7 @@ def main(argv=None) -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for path in args.checkpoints:
-            model, step = load_any(path)
+            model, step = load_run_checkpoint(path)
             if args.like:
                 model.set_level_control(level)
             model_file = Path(tmp) / "model.pt"

@@ -25,7 +25,8 @@ DEFAULTS: dict = {
         "segment": 1.0,         # seconds per training crop
         "context": 0,           # extra past samples per crop, excluded from the loss
         "train": {},            # a source: {manifest: F} | {noisy: D, clean: D} | {ndns: D, split: S} |
-        "valid": {},            #           {clean: D, noise: D, [rir: D, rir_prob, length, snr_range, level_range]}
+        "valid": {},            #           {clean: D, noise: D, [rir: D, rir_prob, length, snr_range, level_range,
+                                #            augment, clean_weights, clean_prob, stream_crops, level_jitter]}
         "train_limit": None,    # use only the first N training pairs (mixing: N items per epoch)
         "valid_limit": None,    # use only the first N validation pairs
         "batch_size": 16,

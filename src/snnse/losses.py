@@ -140,13 +140,39 @@ class EnhancementLoss(nn.Module):
         self.activity_layers, self.mask_mse = tuple(activity_layers), float(mask_mse)
 
     def forward(self, model, noisy: torch.Tensor, clean: torch.Tensor, context: int = 0,
-                return_estimate: bool = False):
+                return_estimate: bool = False, carry=None):
         """Loss of ``model`` on a batch ``[B, T]``; the first ``context`` samples are warm-up.
 
         With ``return_estimate`` the enhanced batch is returned as a third value.
+
+        ``carry`` trains with carried state (truncated back-propagation through time): the batch
+        continues the streams of the previous call. It is ``(model state, clean history)`` as
+        returned by the previous call, or ``()`` to start new streams (zero state). The model
+        then runs :meth:`~snnse.models.base.Enhancer.module_step` from that state, whose output
+        lags the input by ``D = frame_length − hop`` samples, so the target is the clean signal
+        delayed by ``D`` (its last ``D`` samples of the previous call, the *clean history*, then
+        this call's); over consecutive calls the outputs are exactly the offline output of the
+        whole stream. The new carry is returned last, not detached (the caller detaches it
+        where the truncation should be).
         """
-        est, aux = model(noisy, return_aux=True)
         c = int(context)
+        if carry is None:
+            est, aux = model(noisy, return_aux=True)
+            target, clean_feats = clean, None
+        else:
+            if model.level is not None:
+                raise ValueError("training with carried state needs a model without a level control")
+            fe = model.frontend
+            state, hist = carry if carry else (model.initial_state(noisy.shape[0], noisy.device, noisy.dtype),
+                                               fe.initial_state(noisy.shape[0], noisy.device, noisy.dtype)[0])
+            aux = {"record": {}}
+            est, state, step_aux = model.module_step(noisy, state, aux["record"])
+            aux.update(step_aux)
+            frames, new_hist = fe.frames_step(clean, hist)
+            target = torch.cat([hist, clean], -1)[..., : clean.shape[-1]]
+            clean_feats = fe.analyze(frames)[0] if self.mask_mse else None
+            carry = (state, new_hist)
+        clean = target
         s = si_snr(est[..., c:], clean[..., c:]).mean()
         loss = self.offset - s
         parts = {"sisnr": s.detach()}
@@ -171,9 +197,11 @@ class EnhancementLoss(nn.Module):
             loss = loss + self.stoi * st
             parts["stoi"] = (1 - st).detach()
         if self.mask_mse:
-            fe = model.frontend
-            clean_feats, _ = fe.analyze(fe.frames(clean))
+            if clean_feats is None:
+                fe = model.frontend
+                clean_feats, _ = fe.analyze(fe.frames(clean))
             mse = (aux["mask"] * aux["features"] - clean_feats).pow(2).mean()
             loss = loss + self.mask_mse * mse
             parts["mask_mse"] = mse.detach()
-        return (loss, parts, est) if return_estimate else (loss, parts)
+        out = (loss, parts, est) if return_estimate else (loss, parts)
+        return out if carry is None else out + (carry,)

@@ -39,10 +39,11 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.trainer.states import TrainerFn
+from torch.utils._pytree import tree_map
 from torch.utils.data import DataLoader
 
 from snnse.config import ConfigError, dump_config
-from snnse.data.paired import EpochLoader, EpochSampler, PairedDataset
+from snnse.data.paired import EpochLoader, EpochSampler, PairedDataset, StreamSampler
 from snnse.losses import EnhancementLoss
 from snnse.models import base
 from snnse.ssm import param_groups
@@ -111,10 +112,29 @@ class EnhancementTask(pl.LightningModule):
         self.loss = EnhancementLoss(**loss, sample_rate=self.model.sample_rate)
         self.optim, self.context, self.metrics_subset = dict(optim), int(context), int(metrics_subset)
         self.validated_step = -1
+        self.carry, self.next_crop = None, 0  # training with carried state: the streams' state
+
+    def _carried(self, crop: torch.Tensor):
+        """The carry that continues the streams of a batch of crops ``crop [B]`` (``()``: new streams)."""
+        first = int(crop[0])
+        if bool((crop != first).any()):
+            raise RuntimeError(f"a batch mixes crops {sorted(set(crop.tolist()))} of its streams; "
+                               "stream items need the StreamSampler")
+        if first == 0:
+            return ()
+        if self.carry is None or first != self.next_crop:
+            raise RuntimeError(f"crop {first} of a stream follows crop {self.next_crop - 1}: the carried "
+                               "state is missing (a checkpoint without it?)")
+        return self.carry
 
     def training_step(self, batch, batch_idx):
         noisy, clean = batch[0], batch[1]
-        loss, parts = self.loss(self.model, noisy, clean, self.context)
+        if len(batch) > 2:  # stream crops: continue from the state at the end of the previous batch
+            loss, parts, carry = self.loss(self.model, noisy, clean, self.context, carry=self._carried(batch[2]))
+            self.carry = tree_map(torch.Tensor.detach, carry)  # the truncation point
+            self.next_crop = int(batch[2][0]) + 1
+        else:
+            loss, parts = self.loss(self.model, noisy, clean, self.context)
         self.log("train/loss", loss, prog_bar=True)
         for k, v in parts.items():
             self.log(f"train/{k}", v, prog_bar=(k == "sisnr"))
@@ -152,9 +172,14 @@ class EnhancementTask(pl.LightningModule):
 
         checkpoint["validated_step"] = self.validated_step
         checkpoint["snnse_version"] = __version__
+        if self.carry is not None:  # a run stopped inside its streams resumes with their state
+            checkpoint["stream_carry"] = {"carry": self.carry, "next_crop": self.next_crop}
 
     def on_load_checkpoint(self, checkpoint):
         self.validated_step = int(checkpoint.get("validated_step", -1))
+        saved = checkpoint.get("stream_carry")
+        if saved is not None:
+            self.carry, self.next_crop = saved["carry"], int(saved["next_crop"])
 
     def configure_optimizers(self):
         o = self.optim
@@ -298,7 +323,11 @@ def _loader(ds, cfg: dict, train: bool, seed: int) -> DataLoader:
     data = cfg["data"]
     workers = int(data["num_workers"])
     opts = dict(num_workers=workers, persistent_workers=False, pin_memory=torch.cuda.is_available())
-    sampler = EpochSampler(len(ds), shuffle=train, seed=seed)
+    crops = getattr(ds, "stream_crops", 1)
+    if train and crops > 1:  # streams for training with carried state
+        sampler = StreamSampler(len(ds), crops, int(data["batch_size"]), shuffle=True, seed=seed)
+    else:
+        sampler = EpochSampler(len(ds), shuffle=train, seed=seed)
     if train:
         return EpochLoader(ds, sampler, batch_size=int(data["batch_size"]), **opts)
     return DataLoader(ds, batch_size=1, sampler=sampler, **opts)
@@ -348,15 +377,34 @@ def fit(cfg: dict, resume: bool | str = False, callbacks: list | None = None) ->
         torch.set_num_threads(saved_threads)
 
 
+def load_run_checkpoint(path: str | os.PathLike) -> tuple[base.Enhancer, int]:
+    """The model of a Lightning checkpoint written by ``snnse fit`` (``*.ckpt``) and its step.
+
+    Loaded with ``weights_only=True``; a model file or bundled name goes through
+    :func:`snnse.models.base.load` (step -1).
+    """
+    if Path(path).suffix != ".ckpt":
+        return base.load(path), -1
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        hp = ck["hyper_parameters"]
+        model = base.get(hp["model_name"], **hp["model_kwargs"])
+    except (OSError, RuntimeError, KeyError, TypeError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable checkpoint of snnse fit ({type(err).__name__}: {err})") from None
+    model.load_state_dict({k[len("model."):]: v for k, v in ck["state_dict"].items() if k.startswith("model.")})
+    return model, int(ck.get("global_step", -1))
+
+
 def _warm_start(model: torch.nn.Module, source: str) -> None:
-    """Copy the weights of ``source`` (a snnse checkpoint or bundled name) into ``model``.
+    """Copy the weights of ``source`` (a snnse model file, a bundled name or a Lightning checkpoint
+    of ``snnse fit``) into ``model``.
 
     Only the weights travel: the optimizer, schedule and data position start fresh, which is what
     fine-tuning on new data wants (``--resume`` continues a run exactly instead). The source must
     be the same model with the same constructor arguments.
     """
     try:
-        src = base.load(source)
+        src = load_run_checkpoint(source)[0]
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"model.init: {err}") from None
     try:

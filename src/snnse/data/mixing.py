@@ -273,6 +273,20 @@ class MixingDataset(torch.utils.data.Dataset):
             unmatched files weigh 1). A file is drawn with probability proportional to its
             weight (e.g. ``{"en_*": 3}`` to see a recording chain more often). None (the
             default): uniform over files, the draws of earlier versions.
+        clean_prob: Probability that an item is clean speech alone (the noise is zeroed,
+            ``snr`` is ``inf``, the clean speech is set to the drawn level): a denoiser must
+            also learn to leave clean input alone. Drawn from its own generator,
+            ``default_rng([seed, epoch, i, 0xC1EA])``, so the other draws do not change.
+        stream_crops: ``K > 1`` makes the items *streams* for training with carried state
+            (truncated back-propagation through time): items ``s·K … s·K + K − 1`` are the
+            consecutive crops of stream ``s``, a long mixture whose content (utterance,
+            noise, SNR, clean or not) changes from one crop to the next while its level
+            stays that of the stream (drawn once per stream from ``level_range``, from
+            ``default_rng([seed, epoch, s, 0x57EA])``, plus ``±level_jitter`` dB per crop).
+            Items are then ``(noisy, clean, crop)`` with ``crop = i mod K``;
+            :class:`~snnse.data.paired.StreamSampler` batches them so that batch ``t + 1``
+            continues the streams of batch ``t``. ``length`` must be a multiple of ``K``.
+        level_jitter: Per-crop level change (uniform, dB) around the stream's level.
 
     Raises:
         AudioError: No audio files in a source, or an unreadable file.
@@ -287,9 +301,16 @@ class MixingDataset(torch.utils.data.Dataset):
                  length: int = 1000, snr_range: tuple[float, float] = (-5, 20),
                  level_range: tuple[float, float] = (-35, -15), rir: Sources | None = None,
                  rir_prob: float = 0.0, sample_rate: int = 16000, seed: int = 0,
-                 augment: Augment | dict | None = None, clean_weights: dict | None = None):
+                 augment: Augment | dict | None = None, clean_weights: dict | None = None,
+                 clean_prob: float = 0.0, stream_crops: int = 1, level_jitter: float = 3.0):
         if segment <= 0 or length <= 0 or context < 0:
             raise ValueError("segment and length must be positive and context non-negative")
+        if not 0.0 <= float(clean_prob) <= 1.0:
+            raise ValueError(f"clean_prob must be in [0, 1], got {clean_prob}")
+        if int(stream_crops) < 1 or int(length) % int(stream_crops):
+            raise ValueError(f"stream_crops must be >= 1 and divide length ({length}), got {stream_crops}")
+        self.clean_prob, self.stream_crops = float(clean_prob), int(stream_crops)
+        self.level_jitter = float(level_jitter)
         self.n = int(segment) + int(context)
         self.length = int(length)
         self.snr_range, self.level_range = tuple(snr_range), tuple(level_range)
@@ -376,15 +397,32 @@ class MixingDataset(torch.utils.data.Dataset):
         if draws.noise_eq is not None:
             noise = apply_eq(noise, draws.noise_eq)
         snr = float(rng.uniform(*self.snr_range))
-        _, clean, noise, level = mix(clean, noise, snr, float(rng.uniform(*self.level_range)))
+        level = float(rng.uniform(*self.level_range))
+        if self.stream_crops > 1:
+            level = self._stream_level(i, epoch)
+        if self.clean_prob and np.random.default_rng([self.seed, epoch, int(i), 0xC1EA]).random() < self.clean_prob:
+            clean = np.asarray(clean, dtype=np.float64) * 10.0 ** ((level - rms_db(clean)) / 20.0)
+            clean = clean * min(1.0, 0.99 / np.max(np.abs(clean)))  # the peak guard of mix()
+            snr, noise, level = float("inf"), np.zeros_like(clean), rms_db(clean)
+        else:
+            _, clean, noise, level = mix(clean, noise, snr, level)
         clean, noise = clean.astype(np.float32), noise.astype(np.float32)
         return {"noisy": clean + noise, "clean": clean, "noise": noise, "snr": snr,
                 "level": level, "clean_file": clean_file, "noise_file": noise_file,
                 "rir_file": rir_file, "augment": {"speed": draws.speed, "noise_speed": draws.noise_speed,
                                                   "eq": draws.eq, "noise_eq": draws.noise_eq}}
 
-    def __getitem__(self, index) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(noisy, clean)`` float32 tensors of ``segment + context`` samples.
+    def _stream_level(self, i: int, epoch: int) -> float:
+        """The level of item ``i``: its stream's level plus this crop's jitter, inside ``level_range``."""
+        s, c = divmod(int(i), self.stream_crops)
+        g = np.random.default_rng([self.seed, epoch, s, 0x57EA])
+        base = g.uniform(*self.level_range)
+        jitter = g.uniform(-self.level_jitter, self.level_jitter, self.stream_crops)[c]
+        return float(np.clip(base + jitter, *sorted(self.level_range)))
+
+    def __getitem__(self, index) -> tuple[torch.Tensor, ...]:
+        """``(noisy, clean)`` float32 tensors of ``segment + context`` samples, and with
+        ``stream_crops > 1`` the crop's place in its stream, ``(noisy, clean, crop)``.
 
         ``index`` is ``i`` (the epoch set by :meth:`set_epoch`) or ``(epoch, i)`` as
         :class:`~snnse.data.paired.EpochSampler` yields it.
@@ -393,4 +431,5 @@ class MixingDataset(torch.utils.data.Dataset):
         if not 0 <= i < self.length:
             raise IndexError(f"item {i} out of range for {self.length} items")
         item = self.sample(i, epoch)
-        return torch.from_numpy(item["noisy"]), torch.from_numpy(item["clean"])
+        pair = torch.from_numpy(item["noisy"]), torch.from_numpy(item["clean"])
+        return pair + (i % self.stream_crops,) if self.stream_crops > 1 else pair

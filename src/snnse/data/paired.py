@@ -166,16 +166,63 @@ class EpochSampler(Sampler):
     def __len__(self) -> int:
         return -(-self.n // self._dist()[1])
 
-    def __iter__(self):
-        rank, world = self._dist()
+    def _mine(self, rank: int, world: int) -> list[int]:
+        """This rank's shard of the epoch's order."""
         order = self._order()
         per = -(-self.n // world)
         order = (order * (per * world // max(self.n, 1) + 1))[: per * world]
-        mine = order[rank::world]
+        return order[rank::world]
+
+    def __iter__(self):
+        mine = self._mine(*self._dist())
         start, self._start = self._start, None
         if start is not None and start[0] == self.epoch:
             mine = mine[start[1]:]
         return iter([(self.epoch, i) for i in mine])
+
+
+class StreamSampler(EpochSampler):
+    """An :class:`EpochSampler` for training with carried state over streams of ``crops`` items.
+
+    Items ``s·crops … s·crops + crops − 1`` are the consecutive crops of stream ``s`` (see
+    ``MixingDataset(stream_crops=...)``). Each epoch the streams are permuted (seeded by
+    ``seed`` and the epoch), dealt to the ranks in turn and taken ``batch_size`` at a time:
+    the next ``crops`` batches of a rank are crop 0, 1, … of the same ``batch_size`` streams,
+    in the same rows, so the state at the end of one batch continues on the next. Streams are
+    repeated (wrapping around) until every rank has whole groups; ``len()`` is this rank's
+    number of items, a multiple of ``batch_size · crops``, so every batch is full and a
+    resumed run restarts at ``batches · batch_size`` as with :class:`EpochSampler`.
+    """
+
+    def __init__(self, n: int, crops: int, batch_size: int, shuffle: bool = True, seed: int = 0,
+                 rank: int | None = None, world_size: int | None = None):
+        if int(crops) < 1 or int(n) % int(crops) or int(batch_size) < 1:
+            raise ValueError(f"need crops >= 1 dividing n ({n}) and batch_size >= 1, got crops={crops}, "
+                             f"batch_size={batch_size}")
+        super().__init__(n, shuffle, seed, rank, world_size)
+        self.crops, self.batch_size = int(crops), int(batch_size)
+
+    def _groups(self, world: int) -> int:
+        """Groups of ``batch_size`` streams per rank."""
+        return -(-(self.n // self.crops) // (self.batch_size * world))
+
+    def __len__(self) -> int:
+        return self._groups(self._dist()[1]) * self.batch_size * self.crops
+
+    def _mine(self, rank: int, world: int) -> list[int]:
+        n_streams = self.n // self.crops
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            streams = torch.randperm(n_streams, generator=g).tolist()
+        else:
+            streams = list(range(n_streams))
+        size = self._groups(world) * self.batch_size * world
+        streams = (streams * (size // max(n_streams, 1) + 1))[:size][rank::world]
+        out = []
+        for g0 in range(0, len(streams), self.batch_size):
+            group = streams[g0:g0 + self.batch_size]
+            out += [s * self.crops + c for c in range(self.crops) for s in group]
+        return out
 
 
 class EpochLoader(DataLoader):

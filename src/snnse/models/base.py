@@ -180,12 +180,24 @@ class Enhancer(nn.Module):
         res = self._fast_step(chunk, state, record)
         if res is not None:
             return res
+        out, new, _ = self.module_step(chunk, state, record)
+        return out, new
+
+    def module_step(self, chunk: torch.Tensor, state: dict, record: dict | None = None):
+        """:meth:`step` through the modules (autograd, no level control, never the fast path),
+        also returning ``{"mask", "features"}`` of the chunk's frames: what training with
+        carried state (:class:`snnse.losses.EnhancementLoss` with ``carry``) needs.
+
+        Returns:
+            ``(out [B, k·hop], new state, aux)``; ``state["level"]``, if any, is passed through.
+        """
         hist, pending = state["frontend"]
         frames, hist = self.frontend.frames_step(chunk, hist)
         feats, ctx = self.frontend.analyze(frames)
         mask, mstate = self.masker(feats, state["masker"], record)
         out, pending = self.frontend.overlap_add_step(self.frontend.synthesize(mask, ctx), pending)
-        return out, {"frontend": (hist, pending), "masker": mstate}
+        new = {"frontend": (hist, pending), "masker": mstate}
+        return out, new, {"mask": mask, "features": feats}
 
     def _apply(self, fn, recurse=True):  # .to(), .double(), .cuda(): rebuild the fast-step constants
         fast_step.invalidate(self)
