@@ -276,10 +276,10 @@ def evaluate(pairs, *, metrics: str | Sequence[str] | None = None, model=None,
         systems = (["noisy"] if has_noisy else []) + ["enhanced"]
     baselines = list(dict.fromkeys(baselines or ()))
     if baselines:
-        from snnse.baselines import get as baseline
+        from snnse.baselines import check as check_baseline
 
         for name in baselines:
-            baseline(name)  # ValueError for unknown names, before any work
+            check_baseline(name)  # ValueError for unknown names or missing packages, before any work
         if not has_noisy:
             raise ValueError("baselines need noisy files to enhance")
         systems = systems[:1] + baselines + systems[1:]
@@ -438,8 +438,9 @@ def add_parser(subparsers) -> None:
     sys_.add_argument("--model", metavar="MODEL", help="model checkpoint or bundled model name "
                       "(dpsnn-demo, spiking-s4-demo) run over the noisy files")
     sys_.add_argument("--baseline", action="append", default=[], metavar="NAME",
-                      help="also score a classical enhancer run over the noisy files "
-                           "(repeatable): noisereduce (spectral gating, offline)")
+                      help="also score a baseline enhancer run over the noisy files "
+                           "(repeatable): noisereduce (spectral gating, offline), rnnoise "
+                           "(RNNoise, streaming; needs pip install \"snnse[baselines]\")")
     sys_.add_argument("--mode", choices=MODES, default="stream",
                       help="how the model runs: stream (default; Streamer fed 0.5 s chunks, equal "
                            "to offline up to float rounding), offline (the whole file at once), "
@@ -452,6 +453,15 @@ def add_parser(subparsers) -> None:
     sys_.add_argument("--device", default="cpu", help="torch device of the model (default cpu)")
     sys_.add_argument("--downmix", action="store_true",
                       help="average multichannel files to mono (default: such files fail)")
+    rob = p.add_argument_group("robustness suite (snnse.robustness)")
+    rob.add_argument("--robustness", action="store_true",
+                     help="run the robustness suite instead (clean input, SNR sweep -5..40 dB, level "
+                          "sweep -55..-6 dBFS, a long stream; targets): writes robustness.json, .md "
+                          "and .png to OUT; --clean DIR (default data/demo/test/clean) and --noise DIR "
+                          "(default data/demo/test/noise) give the speech and the noise")
+    rob.add_argument("--noise", metavar="DIR", help="noise recordings of the robustness suite")
+    rob.add_argument("--quick", action="store_true", help="robustness suite: a quick, small version")
+    rob.add_argument("--seed", type=int, default=0, help="robustness suite: seed (default 0)")
     p.add_argument("--metrics", metavar="A,B", default=None,
                    help=f"metrics to compute (default all): {', '.join(METRICS)}")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
@@ -484,6 +494,13 @@ def _command(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Run ``snnse evaluate``; 0 if every pair was scored, 1 if some failed."""
     from snnse.data.manifest import ManifestError
+
+    if args.robustness:
+        from snnse.robustness import run as run_robustness
+
+        return run_robustness(args)
+    if args.noise is not None or args.quick:
+        raise UsageError("--noise and --quick belong to --robustness")
 
     try:
         names = parse_metrics(args.metrics)
