@@ -94,3 +94,33 @@ def test_select_checkpoint_ranks_lightning_and_model_files(monkeypatch, tmp_path
     assert "(low, n=1)" in text and "(none, n=0)" in text  # p287_003 (4.2 dB) only; nothing at 20 dB and up
     first, second = (float(r.split("|")[3]) for r in rows)  # ΔSI-SNR, ranked best first
     assert first >= second and "| 7 |" in (rows[0] + rows[1])
+
+
+def test_check_stage_records_and_reproduces_a_stage(monkeypatch, tmp_path, data_dir):
+    """--record keeps the first losses of a run; --check reruns them (equal here) and fails on a change."""
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    sys.modules.pop("check_stage", None)
+    mod = importlib.import_module("check_stage")
+    from snnse.config import load_config
+    from snnse.training import fit
+
+    recipe = tmp_path / "stage.yaml"
+    recipe.write_text(
+        f"seed: 2\nmodel: {{name: dpsnn, kwargs: {{N: 16, B: 16, H: 16}}}}\n"
+        f"data: {{root: {data_dir}, segment: 0.25, batch_size: 2, valid_limit: 1, metrics_subset: 0,\n"
+        f"  train: {{clean: voicebank_debug/clean, noise: noise/speechbrain, length: 8, stream_crops: 2,\n"
+        f"          clean_prob: 0.5}},\n"
+        f"  valid: {{noisy: voicebank_debug/noisy, clean: voicebank_debug/clean}}}}\n"
+        f"loss: {{stoi: 0.0}}\noptim: {{lr: 0.003}}\nthreads: 1\n"
+        f"trainer: {{max_epochs: 1, log_every_n_steps: 1, accelerator: cpu, enable_progress_bar: false,\n"
+        f"  enable_model_summary: false, num_sanity_val_steps: 0}}\n")
+    args = ["--config", str(recipe)]
+    run = fit(load_config(str(recipe), ["--run.dir", str(tmp_path / "runs")]))
+    (run / "args").write_text(" ".join(args))
+    rec = mod.record(run, 4, tmp_path / "first_steps.json")
+    saved = json.loads(rec.read_text())
+    assert saved["args"] == args and len(saved["train_loss"]) == 4
+    assert mod.check(rec, 1e-3) == 0
+    saved["train_loss"]["2"] *= 1.01
+    rec.write_text(json.dumps(saved))
+    assert mod.check(rec, 1e-3) == 1
