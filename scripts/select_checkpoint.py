@@ -15,6 +15,12 @@ table gives each metric's mean gain over the noisy input, on all pairs and on th
 subsets (pairs whose id starts with one of the prefixes) and the ``--snr`` subsets (pairs whose
 input SNR, the manifest's ``snr`` column, lies in ``[LO, HI)`` dB), ranked by ``--by``. Scores of
 identical signals come from the metric cache.
+
+``--robustness CLEAN_DIR NOISE_DIR`` (validation speech and noise, e.g. ``data/demo/valid/clean
+data/demo/valid/noise``) also runs the robustness suite (:mod:`snnse.robustness`, seed 0, the full
+settings but ``--robust-utterances`` utterances) on every checkpoint and adds the number of its
+shipping targets each one fails; ``--by targets`` ranks by that (fewest first), then by the
+SI-SNR gain.
 """
 
 from __future__ import annotations
@@ -53,19 +59,40 @@ def snr_group(text: str) -> tuple[str, tuple[float, float]]:
         raise argparse.ArgumentTypeError(f"expected NAME=LO:HI in dB, got {text!r}") from None
 
 
+def robust_failures(model, path: Path, args) -> tuple[int, list[str]]:
+    """The robustness suite on ``args.robustness``'s folders: how many targets ``model`` fails, and which."""
+    from snnse.robustness import Settings, run_suite, write_report
+
+    report = run_suite(*args.robustness, model=model, model_name=path.stem, workers=1, progress=None,
+                       settings=(Settings.quick if args.robust_quick else Settings)(
+                           max_utterances=args.robust_utterances))
+    checks = report["targets"][path.stem]["checks"]
+    if args.robust_out:
+        write_report(report, args.robust_out / path.stem)
+    return sum(not c["pass"] for c in checks), [c["id"] for c in checks if not c["pass"]]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoints", nargs="+", type=Path)
     ap.add_argument("--manifest", type=Path, required=True, help="validation manifest (id, noisy, clean columns)")
     ap.add_argument("--every", type=int, default=1, help="use every K-th pair (default 1: all)")
     ap.add_argument("--like", help="bundled model whose level control the checkpoints get (as it ships)")
-    ap.add_argument("--by", default="stoi", choices=METRICS, help="rank by the mean gain of this metric")
+    ap.add_argument("--by", default="stoi", choices=METRICS + ("targets",),
+                    help="rank by the mean gain of this metric, or by failed robustness targets")
+    ap.add_argument("--robustness", nargs=2, type=Path, metavar=("CLEAN_DIR", "NOISE_DIR"),
+                    help="also run the robustness suite on this (validation) speech and noise")
+    ap.add_argument("--robust-utterances", type=int, default=24, help="utterances of the suite (default 24)")
+    ap.add_argument("--robust-out", type=Path, help="keep each checkpoint's suite report in this folder")
+    ap.add_argument("--robust-quick", action="store_true", help="the quick suite (a smoke test)")
     ap.add_argument("--group", action="append", default=[], metavar="NAME=PREFIX,...",
                     help="also report the pairs whose id starts with one of the prefixes")
     ap.add_argument("--snr", action="append", default=[], type=snr_group, metavar="NAME=LO:HI",
                     help="also report the pairs whose input SNR (manifest column snr) is in [LO, HI) dB")
     ap.add_argument("-o", "--output", type=Path, help="write the table (markdown) here too")
     args = ap.parse_args(argv)
+    if args.by == "targets" and not args.robustness:
+        ap.error("--by targets needs --robustness")
 
     pairs = pairs_every(args.manifest, args.every)
     groups = {"all": lambda f: True}
@@ -96,17 +123,26 @@ def main(argv=None) -> int:
                     files = [f for f in enh if member(f) and enh[f] is not None and noisy.get(f) is not None]
                     row[f"{gname}:{m}"] = sum(enh[f] - noisy[f] for f in files) / max(len(files), 1)
                     row[f"{gname}:n"] = len(files)
+            if args.robustness:
+                row["failed"], row["failed_names"] = robust_failures(model, path, args)
             results.append(row)
             print(f"{path.name}: " + ", ".join(f"{k} {v:+.4f}" for k, v in row.items() if ":" in k and
                                                  not k.endswith(":n")), file=sys.stderr)
-    results.sort(key=lambda r: -r[f"all:{args.by}"])
+    if args.by == "targets":
+        results.sort(key=lambda r: (r["failed"], -r["all:sisnr"]))
+    else:
+        results.sort(key=lambda r: -r[f"all:{args.by}"])
     head = ["checkpoint", "step"] + [f"Δ{m} ({g}, n={results[0][f'{g}:n']})" for g in groups for m in METRICS]
+    if args.robustness:
+        head += ["targets failed (robustness suite)"]
     lines = [f"Validation: {len(pairs)} pairs of {args.manifest} (every {args.every}), level control: "
              f"{level if args.like else 'as saved'}; gains over the noisy input, ranked by {args.by}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        lines.append(f"| {r['checkpoint']} | {r['step']} | " +
-                     " | ".join(f"{r[f'{g}:{m}']:+.4f}" for g in groups for m in METRICS) + " |")
+        cells = [f"{r[f'{g}:{m}']:+.4f}" for g in groups for m in METRICS]
+        if args.robustness:
+            cells.append(f"{r['failed']}: {', '.join(r['failed_names']) or '-'}")
+        lines.append(f"| {r['checkpoint']} | {r['step']} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output:

@@ -94,6 +94,17 @@ def test_select_checkpoint_ranks_lightning_and_model_files(monkeypatch, tmp_path
     assert "(low, n=1)" in text and "(none, n=0)" in text  # p287_003 (4.2 dB) only; nothing at 20 dB and up
     first, second = (float(r.split("|")[3]) for r in rows)  # ΔSI-SNR, ranked best first
     assert first >= second and "| 7 |" in (rows[0] + rows[1])
+    # ranked by the robustness suite's failed targets (quick suite on validation-like folders)
+    assert sel.main([str(tmp_path / "b.ckpt"), str(tmp_path / "a.pt"), "--manifest", str(tmp_path / "valid.csv"),
+                     "--every", "3", "--by", "targets", "--robustness", str(vb / "clean"),
+                     str(data_dir / "noise" / "speechbrain"), "--robust-quick", "--robust-utterances", "2",
+                     "--robust-out", str(tmp_path / "rb"), "-o", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "checkpoint" not in line]
+    failed = [int(r.split("|")[-2].split(":")[0]) for r in rows]
+    assert failed == sorted(failed) and all(0 <= f <= 12 for f in failed)
+    for stem in ("a", "b"):
+        report = json.loads((tmp_path / "rb" / stem / "robustness.json").read_text())
+        assert sum(not c["pass"] for c in report["targets"][stem]["checks"]) in failed
 
 
 def test_check_stage_records_and_reproduces_a_stage(monkeypatch, tmp_path, data_dir):
