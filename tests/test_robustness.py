@@ -309,3 +309,12 @@ def test_robustness_options_need_robustness(tmp_path, capsys):
     argv = ["evaluate", "--clean", str(tmp_path), "--noise", str(tmp_path), "-o", str(tmp_path / "o")]
     assert main(argv) == 2
     assert "--robustness" in capsys.readouterr().err
+
+
+def test_too_short_utterances_are_left_out(clips, tmp_path):
+    """STOI cannot score ~1 s utterances (a 1e-5 placeholder): the suite's speech is >= MIN_SPEECH_S."""
+    x, sr = sf.read(next(clips[0].iterdir()), dtype="float64")
+    sf.write(tmp_path / "long.wav", x, sr)
+    sf.write(tmp_path / "short.wav", x[:int((rb.MIN_SPEECH_S - 0.3) * sr)], sr)
+    assert [n for n, _ in rb.load_folder(tmp_path, SR, "clean", rb.MIN_SPEECH_S)] == ["long"]
+    assert sorted(n for n, _ in rb.load_folder(tmp_path, SR, "noise")) == ["long", "short"]

@@ -59,6 +59,7 @@ PARTS = ("clean", "snr", "level", "stream")
 _CODES = {"select": 0, "clean": 1, "snr": 2, "level": 3, "stream": 4}
 INPUT = "input"
 DEFAULT_CLEAN, DEFAULT_NOISE = "data/demo/test/clean", "data/demo/test/noise"
+MIN_SPEECH_S = 1.5  # shorter utterances are left out (see load_folder)
 SILENT_DB = -70.0  # a window whose clean reference is quieter than this is not scored
 #: The shipping bar: the clean-input floor, and the limits of the sweeps and the stream.
 TARGETS = {"floor": {"sisnr": 20.0, "stoi": 0.97, "pesq_wb": 3.5}, "sweep_max_snr": 20.0,
@@ -97,8 +98,14 @@ def _rng(seed: int, part: str, *index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), _CODES[part], *map(int, index)])
 
 
-def load_folder(folder, sample_rate: int, what: str) -> list[tuple[str, np.ndarray]]:
-    """``(name, float64 mono signal)`` of every audio file under ``folder``, at ``sample_rate``."""
+def load_folder(folder, sample_rate: int, what: str, min_s: float = 0.5) -> list[tuple[str, np.ndarray]]:
+    """``(name, float64 mono signal)`` of every audio file under ``folder``, at ``sample_rate``,
+    of at least ``min_s`` seconds and not silent.
+
+    Speech is loaded with ``min_s`` = :data:`MIN_SPEECH_S`: STOI needs about 0.4 s of active
+    speech and returns a placeholder (1e-5, with a warning) on less, which would count as a
+    collapse of intelligibility (single letters read aloud, in the validation voices, do that).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         hint = (" (build the demo corpus with `snnse data demo data/demo`, or give --clean DIR "
@@ -110,10 +117,10 @@ def load_folder(folder, sample_rate: int, what: str) -> list[tuple[str, np.ndarr
             x = load_mono(f, sample_rate).astype(np.float64)
         except (AudioError, RuntimeError) as err:
             raise SuiteError(f"{f}: {err}") from None
-        if len(x) >= sample_rate // 2 and rms_db(x) > -60:  # shorter or silent files are unusable
+        if len(x) >= min_s * sample_rate and rms_db(x) > -60:  # shorter or silent files are unusable
             out.append((str(f.relative_to(folder).with_suffix("")), x))
     if not out:
-        raise SuiteError(f"no usable {what} audio (.wav/.flac, at least 0.5 s, not silent) in {folder}")
+        raise SuiteError(f"no usable {what} audio (.wav/.flac, at least {min_s:g} s, not silent) in {folder}")
     return out
 
 
@@ -426,7 +433,7 @@ def run_suite(clean=DEFAULT_CLEAN, noise=DEFAULT_NOISE, *, model=None, baselines
             raise SuiteError(str(err)) from None
         model_name = model_name or Path(model_path).stem
     sr = int(model.sample_rate) if model is not None else 16000
-    clean_all, noise_all = load_folder(clean, sr, "clean"), load_folder(noise, sr, "noise")
+    clean_all, noise_all = load_folder(clean, sr, "clean", MIN_SPEECH_S), load_folder(noise, sr, "noise")
     chosen = select(len(clean_all), settings, seed)
     utts = [clean_all[i] for i in chosen]
     items = build_items(utts, noise_all, settings, seed)
