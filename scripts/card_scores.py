@@ -7,7 +7,7 @@ Usage:
 For a bundled model whose weights stay but whose settings changed (e.g. its input level control,
 ``kwargs["level_control"]``) and whose training run folder is no longer at hand, so that
 ``scripts/model_card.py`` cannot rebuild the whole card: replaces the card's test table, its
-verdict line and the evaluation command, and the ``demo_test`` / ``beats_noisy_and_noisereduce``
+verdict line and the evaluation command, and the ``demo_test`` / ``beats_noisy_and_baselines``
 entries of ``NAME.json``. Everything else in the card (training, efficiency, known weaknesses) is
 kept as it is.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -24,11 +25,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model_card import PRETRAINED, headline_scores, table, verdict  # noqa: E402
 
 
+def robustness_section(card: str, name: str, folder: Path) -> str:
+    """The card with its ``## Robustness`` section (before ``## Known weaknesses``) replaced by the
+    tables of ``folder/robustness.md``; the figure is copied to ``NAME.robustness.png``."""
+    tables = (folder / "robustness.md").read_text().split("\n", 2)[2].strip()  # without its title
+    shutil.copyfile(folder / "robustness.png", PRETRAINED / f"{name}.robustness.png")
+    body = ("## Robustness (`snnse evaluate --robustness --model " + name + " --baseline rnnoise "
+            "--baseline noisereduce`, demo test split)\n\n" + tables + "\n\n"
+            f"![robustness suite]({name}.robustness.png)\n\n")
+    old = re.compile(r"## Robustness.*?(?=## )", re.S)
+    if old.search(card):
+        return old.sub(lambda m: body, card, count=1)
+    at = card.index("## Known weaknesses")
+    return card[:at] + body + card[at:]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("name", choices=["dpsnn-demo", "spiking-s4-demo"])
     ap.add_argument("--eval", required=True, type=Path, help="output folder of snnse evaluate")
     ap.add_argument("--note", default="", help="a sentence to put under the table")
+    ap.add_argument("--robustness", type=Path, metavar="DIR",
+                    help="output folder of snnse evaluate --robustness (demo test split): its tables go "
+                         "into the card's robustness section, its figure beside the card")
     args = ap.parse_args(argv)
     summary = json.loads((args.eval / "summary.json").read_text())
     if summary["model"]["path"] != args.name:
@@ -45,9 +64,17 @@ def main(argv=None) -> int:
     if args.note:
         body += "\n" + args.note.strip() + "\n"
     card = section.sub(lambda m: m.group(1) + body + "\n```\n" + command + "\n```\n", card, count=1)
+    if args.robustness:
+        card = robustness_section(card, args.name, args.robustness)
     card_path.write_text(card)
     meta = json.loads(json_path.read_text())
-    meta["demo_test"], meta["beats_noisy_and_noisereduce"] = headline, beats
+    meta.pop("beats_noisy_and_noisereduce", None)
+    meta["demo_test"], meta["beats_noisy_and_baselines"] = headline, beats
+    if args.robustness:
+        report = json.loads((args.robustness / "robustness.json").read_text())
+        system = report["model"]["system"]
+        meta["robustness"] = {"pass": report["targets"][system]["pass"],
+                              "failed": [c["id"] for c in report["targets"][system]["checks"] if not c["pass"]]}
     meta["n_pairs"], meta["n_failed"] = summary["n_pairs"], summary["n_failed"]
     json_path.write_text(json.dumps(meta, indent=2) + "\n")
     print(f"{args.name}: " + ", ".join(f"{m} {v['model']:.3f} (noisy {v['noisy']:.3f})" for m, v in headline.items()))

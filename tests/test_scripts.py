@@ -48,8 +48,23 @@ def test_card_scores_replaces_the_table_and_the_headline(card_scores, tmp_path):
     assert "--model dpsnn-demo -o OUT" in card and str(out) not in card
     assert "## Training" in card and "## Known weaknesses" in card  # the rest is kept
     meta = json.loads((tmp_path / "dpsnn-demo.json").read_text())
-    assert meta["demo_test"]["stoi"]["model"] == 0.8 and meta["beats_noisy_and_noisereduce"]["stoi"] is False
-    assert meta["beats_noisy_and_noisereduce"]["sisnr"] is True and "training" in meta
+    assert meta["demo_test"]["stoi"]["model"] == 0.8 and meta["beats_noisy_and_baselines"]["stoi"] is False
+    assert meta["beats_noisy_and_baselines"]["sisnr"] is True and "training" in meta
+    # the robustness suite's tables and figure go into the card (replaced on a second run)
+    rb = tmp_path / "rb"
+    rb.mkdir()
+    (rb / "robustness.md").write_text("# Robustness suite\n\nmodel `dpsnn-demo`\n\n| target | x |\n|---|---|\n")
+    (rb / "robustness.png").write_bytes(b"png")
+    (rb / "robustness.json").write_text(json.dumps({"model": {"system": "dpsnn-demo"}, "targets": {
+        "dpsnn-demo": {"pass": False, "checks": [{"id": "clean_stoi", "pass": False}, {"id": "drift", "pass": True}]}}}))
+    for _ in range(2):
+        assert card_scores.main(["dpsnn-demo", "--eval", str(out), "--robustness", str(rb)]) == 0
+    card = (tmp_path / "dpsnn-demo.md").read_text()
+    assert card.count("## Robustness") == 1 and card.index("## Robustness") < card.index("## Known weaknesses")
+    assert "| target | x |" in card and "![robustness suite](dpsnn-demo.robustness.png)" in card
+    assert (tmp_path / "dpsnn-demo.robustness.png").read_bytes() == b"png"
+    meta = json.loads((tmp_path / "dpsnn-demo.json").read_text())
+    assert meta["robustness"] == {"pass": False, "failed": ["clean_stoi"]}
 
 
 def test_card_scores_refuses_another_models_evaluation(card_scores, tmp_path):
