@@ -384,7 +384,7 @@ def load_run_checkpoint(path: str | os.PathLike) -> tuple[base.Enhancer, int]:
     :func:`snnse.models.base.load` (step -1).
     """
     if Path(path).suffix != ".ckpt":
-        return base.load(path), -1
+        return base.load(str(path)), -1
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
         hp = ck["hyper_parameters"]
