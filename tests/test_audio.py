@@ -1,14 +1,17 @@
 """Tests for snnse.audio: reading, resampling, atomic writing, output planning."""
 
 import os
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from snnse.audio import (AtomicAudioWriter, AudioError, StreamResampler, find_audio_files,
-                         plan_outputs, read_audio, resample, write_audio_atomic)
+from snnse.audio import (AtomicAudioWriter, AudioError, StreamResampler, TruncatedAudioWarning,
+                         find_audio_files, plan_outputs, read_audio, resample, wav_truncation,
+                         write_audio_atomic)
 
 
 @pytest.fixture
@@ -59,14 +62,53 @@ def test_read_errors(tmp_path, noisy, kind, msg):
     assert "\n" not in text and str(p) in text
 
 
-def test_truncated_wav_reads_what_is_there(noisy, tmp_path):
-    data = noisy[0].read_bytes()
+def test_truncated_wav_reads_what_is_there_with_a_warning(noisy, tmp_path):
+    data = noisy[0].read_bytes()  # p287_001: 44-byte header, 31367 frames of PCM_16
     p = tmp_path / "trunc.wav"
     p.write_bytes(data[:44 + 2 * 5000 + 1])  # header claims many more frames
-    x, _ = read_audio(p)
+    assert wav_truncation(p) == (31367, 5000)
+    with pytest.warns(TruncatedAudioWarning) as caught:
+        x, _ = read_audio(p)
+    assert len(caught) == 1
+    assert str(caught[0].message) == (
+        f"{p}: truncated WAV file: its header declares 31367 frames (1.96 s), the file holds 5000 "
+        "(0.31 s); the last 26367 frames (1.65 s) are missing")
     ref, _ = read_audio(noisy[0])
     assert x.shape == (1, 5000)
     np.testing.assert_array_equal(x, ref[:, :5000])
+
+
+def test_truncated_float_stereo_wav(noisy, tmp_path):
+    x, sr = read_audio(noisy[2])
+    full = tmp_path / "full.wav"
+    sf.write(str(full), np.stack([x[0], -x[0]], 1), sr, subtype="FLOAT")  # fmt, fact, PEAK, data
+    data = full.read_bytes()
+    start = data.index(b"data") + 8
+    (tmp_path / "cut.wav").write_bytes(data[:start + 8 * 1000 + 5])  # 1000 frames and 5 bytes
+    assert wav_truncation(tmp_path / "cut.wav") == (x.shape[1], 1000)
+    with pytest.warns(TruncatedAudioWarning, match="the last"):
+        y, _ = read_audio(tmp_path / "cut.wav")
+    np.testing.assert_array_equal(y, np.stack([x[0], -x[0]])[:, :1000])
+
+
+def test_complete_wav_files_are_not_truncated(noisy, tmp_path):
+    x, sr = read_audio(noisy[2])
+    stereo = tmp_path / "stereo.wav"
+    sf.write(str(stereo), np.stack([x[0], -x[0]], 1), sr, subtype="FLOAT")
+    # a chunk after the samples, cut short: the samples are all there
+    tail = tmp_path / "tail.wav"
+    data = noisy[0].read_bytes()
+    tail.write_bytes(data + b"LIST" + struct.pack("<I", 100) + b"INFO")
+    # a streaming writer's open length (0xFFFFFFFF) says nothing about what is missing
+    open_len = tmp_path / "open.wav"
+    open_len.write_bytes(data[:40] + struct.pack("<I", 0xFFFFFFFF) + data[44:])
+    write_audio_atomic(tmp_path / "a.flac", x, sr, subtype="PCM_16")
+    for p in [*noisy, stereo, tail, open_len, tmp_path / "a.flac", tmp_path / "missing.wav"]:
+        assert wav_truncation(p) is None, p
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for p in [*noisy, stereo, tail]:
+            read_audio(p)
 
 
 def test_truncated_flac_is_an_error(noisy, tmp_path):

@@ -193,6 +193,46 @@ def test_enhance_bad_files_reported_per_file(noisy_dir, ckpts, tmp_path, capsys)
     assert _no_temp_files(out)
 
 
+def test_enhance_truncated_wav_warns_and_enhances_what_is_there(noisy_dir, ckpts, tmp_path, capsys):
+    """A WAV file cut short (an interrupted copy): its samples up to the cut are enhanced, with
+    one warning line naming the file and what is missing; exit status 0, the other files written."""
+    inp, whole = tmp_path / "in", tmp_path / "whole"
+    inp.mkdir()
+    whole.mkdir()
+    good = ["p287_001.wav", "p287_002.wav"]
+    for g in good:
+        (inp / g).write_bytes((noisy_dir / g).read_bytes())
+    data = (noisy_dir / "p287_003.wav").read_bytes()
+    x, sr = sf.read(str(noisy_dir / "p287_003.wav"), dtype="float32")
+    n = 40_000  # 2.5 s of 7.23 s are left, and half a sample
+    start = data.index(b"data") + 8
+    (inp / "cut.wav").write_bytes(data[:start + 2 * n + 1])
+    sf.write(str(whole / "cut.wav"), x[:n], sr, subtype="PCM_16")  # what is there, as a whole file
+    missing = len(x) - n
+    want = (f"warning: {inp / 'cut.wav'}: truncated WAV file: its header declares {len(x)} frames "
+            f"({len(x) / sr:.2f} s), the file holds {n} (2.50 s); the last {missing} frames "
+            f"({missing / sr:.2f} s) are missing; enhanced the 2.50 s that are there into ")
+    for quiet in ([], ["--quiet"]):  # a warning, not a notice: --quiet keeps it
+        out = tmp_path / f"out{len(quiet)}"
+        code, _, err = _run(capsys, "enhance", inp, "-o", out, "--model", ckpts["dpsnn"],
+                            "--chunk-seconds", "0.5", *quiet)
+        assert code == 0, err
+        assert not _error_lines(err)
+        assert [line for line in err.splitlines() if line.startswith("warning: ")] == [
+            want + str(out / "cut.wav")], err
+        assert sorted(p.name for p in out.iterdir()) == ["cut.wav", *good]
+        for g in good:
+            assert sf.info(str(out / g)).frames == sf.info(str(noisy_dir / g)).frames
+        info = sf.info(str(out / "cut.wav"))
+        assert (info.frames, info.samplerate, info.subtype) == (n, sr, "PCM_16")
+        assert _no_temp_files(out)
+    # the output is the enhancement of the samples that were there
+    code, _, err = _run(capsys, "enhance", whole / "cut.wav", "-o", tmp_path / "ref.wav",
+                        "--model", ckpts["dpsnn"], "--chunk-seconds", "0.5")
+    assert code == 0 and "warning" not in err, err
+    assert np.array_equal(sf.read(str(out / "cut.wav"))[0], sf.read(str(tmp_path / "ref.wav"))[0])
+
+
 def test_enhance_missing_input(ckpts, tmp_path, capsys):
     code, _, err = _run(capsys, "enhance", tmp_path / "nope.wav", "-o", tmp_path / "o",
                         "--model", ckpts["dpsnn"])

@@ -255,11 +255,9 @@ def test_plain_onnxruntime_loop_of_the_readme(ckpt, data_dir, tmp_path):
 
 @pytest.mark.parametrize("name", ["dpsnn-demo", "spiking-s4-demo"])
 def test_bundled_models_export_and_stream_like_torch(name, tmp_path, monkeypatch):
-    """The shipped weights: ONNX step hop by hop over the bundled real clip == the Streamer.
-
-    Trained spiking layers may sit on a threshold where float32 rounding of the two runtimes
-    flips a spike; then the criterion is agreement above 40 dB, with the flips reported.
-    """
+    """The shipped weights: ONNX step hop by hop over the bundled real clip == the Streamer,
+    within the README's max abs diff < 1e-4 (measured: 3.4e-8 for both, 130 dB agreement; a spike
+    flipped by the float32 rounding of the two runtimes would show as a far larger difference)."""
     from snnse import pretrained
 
     monkeypatch.delenv("SNNSE_PRETRAINED_DIR", raising=False)
@@ -276,7 +274,7 @@ def test_bundled_models_export_and_stream_like_torch(name, tmp_path, monkeypatch
     y = OnnxStreamer(session(path))(x)
     diff, agree = float(np.abs(y - ref).max()), agreement_db(ref, y)
     print(f"{name}: max abs diff {diff:.2e}, agreement {agree:.1f} dB")
-    assert diff < 1e-4 or agree > 40, (diff, agree)
+    assert diff < 1e-4, (diff, agree)
 
 
 def test_peak_activations_take_the_better_schedule(tmp_path):

@@ -32,10 +32,11 @@ def test_conv_equals_recurrent(init, d_state):
     with torch.no_grad():
         y_conv, x_conv = m(u)
         y_rec, x_rec = _recurrent(m, u)
+    # equal up to float64 rounding: measured at most 3.6e-15 (output) and 1.7e-14 (state), relative
     l2, mx = _rel(y_conv, y_rec)
-    assert l2 < 1e-5 and mx < 1e-5, (l2, mx)
+    assert l2 < 1e-12 and mx < 1e-12, (l2, mx)
     l2, mx = _rel(torch.view_as_real(x_conv), torch.view_as_real(x_rec))
-    assert l2 < 1e-5 and mx < 1e-5, (l2, mx)
+    assert l2 < 1e-12 and mx < 1e-12, (l2, mx)
     assert y_conv.shape == (2, 2048, 8) and y_conv.dtype == torch.float64
     assert x_conv.shape == (2, 8, d_state // 2) and x_conv.dtype == torch.complex128
 

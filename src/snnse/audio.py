@@ -8,12 +8,19 @@ Integer output subtypes (``PCM_16``, ``PCM_24``, ...) cannot hold values
 outside ``[-1, 1]``; the writers clip such samples and report how many were
 clipped (:attr:`AtomicAudioWriter.clipped`, return value of
 :func:`write_audio_atomic`) instead of printing anything themselves.
+
+A truncated WAV file (its header declares more sample frames than the file
+holds, as after an interrupted copy or download) is read up to where it ends:
+libsndfile does that silently, so :func:`wav_truncation` checks the header and
+:func:`read_audio` warns (:class:`TruncatedAudioWarning`) with what is missing.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -28,6 +35,10 @@ _UNCLIPPED_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
 
 class AudioError(Exception):
     """A problem with an audio file; ``str(err)`` is one line naming the file."""
+
+
+class TruncatedAudioWarning(UserWarning):
+    """A WAV file holds fewer samples than its header declares; what is there was read."""
 
 
 def _sf_reason(err: Exception) -> str:
@@ -99,6 +110,77 @@ def iter_blocks(snd: sf.SoundFile, block_frames: int, path: str | os.PathLike
         yield np.ascontiguousarray(block.T)
 
 
+# WAVE format tags whose data chunk is whole frames of ``block_align`` bytes: PCM, IEEE float,
+# A-law, mu-law (and WAVE_FORMAT_EXTENSIBLE with one of these as its sub-format)
+_FRAMED_WAV_TAGS = frozenset({0x0001, 0x0003, 0x0006, 0x0007})
+_WAV_EXTENSIBLE = 0xFFFE
+_OPEN_LENGTHS = (0, 0xFFFFFFFF)  # data sizes a streaming writer leaves before it knows the length
+
+
+def wav_truncation(path: str | os.PathLike) -> tuple[int, int] | None:
+    """Check whether a WAV file holds fewer sample frames than its header declares.
+
+    libsndfile reads such a file without complaint and reports the frames that
+    are there, so the truncation is found here from the RIFF header: the size of
+    the ``data`` chunk (the ``ds64`` chunk's for RF64) against the bytes that
+    follow it in the file.
+
+    Args:
+        path: Any file; only RIFF/RIFX/RF64 WAVE files with PCM, float, A-law or
+            mu-law samples are examined.
+
+    Returns:
+        ``(declared, present)`` sample frames if the data chunk is cut short,
+        else ``None`` (complete, not such a WAV file, unreadable header, or a
+        length left open as 0 or 0xFFFFFFFF by a streaming writer).
+    """
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(12)
+            if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX", b"RF64"):
+                return None
+            end = ">" if head[:4] == b"RIFX" else "<"
+            block_align = ds64_data = None
+            pos = 12
+            while pos + 8 <= size:
+                f.seek(pos)
+                cid, (csize,) = f.read(4), struct.unpack(end + "I", f.read(4))
+                body = pos + 8
+                if cid == b"ds64":
+                    b = f.read(16)
+                    if len(b) == 16:
+                        ds64_data = struct.unpack("<Q", b[8:16])[0]
+                elif cid == b"fmt ":
+                    b = f.read(min(csize, 40))
+                    if len(b) < 14:
+                        return None
+                    tag, _, _, _, block_align = struct.unpack(end + "HHIIH", b[:14])
+                    if tag == _WAV_EXTENSIBLE and len(b) >= 26:
+                        tag = struct.unpack(end + "H", b[24:26])[0]
+                    if tag not in _FRAMED_WAV_TAGS:
+                        return None
+                elif cid == b"data":
+                    if head[:4] == b"RF64" and csize == 0xFFFFFFFF and ds64_data is not None:
+                        csize = ds64_data
+                    if not block_align or csize in _OPEN_LENGTHS:
+                        return None
+                    declared, present = csize // block_align, max(0, size - body) // block_align
+                    return (declared, present) if present < declared else None
+                pos = body + csize + (csize & 1)
+    except OSError:
+        return None
+    return None
+
+
+def truncation_message(path: str | os.PathLike, declared: int, present: int, sample_rate: int) -> str:
+    """One line naming a truncated file and how much of it is missing (see :func:`wav_truncation`)."""
+    missing, sr = declared - present, sample_rate
+    return (f"{path}: truncated WAV file: its header declares {declared} frames "
+            f"({declared / sr:.2f} s), the file holds {present} ({present / sr:.2f} s); "
+            f"the last {missing} frames ({missing / sr:.2f} s) are missing")
+
+
 def read_audio(path: str | os.PathLike, dtype: str = "float32") -> tuple[np.ndarray, int]:
     """Read a whole audio file.
 
@@ -112,12 +194,20 @@ def read_audio(path: str | os.PathLike, dtype: str = "float32") -> tuple[np.ndar
     Raises:
         AudioError: Missing, not a file, unreadable, corrupt, empty, or
             containing NaN/Inf samples.
+
+    Warns:
+        TruncatedAudioWarning: A WAV file holds fewer frames than its header
+            declares (:func:`wav_truncation`); the frames that are there are
+            returned.
     """
     with open_audio(path) as snd:
         sr = snd.samplerate
         blocks = list(iter_blocks(snd, 1 << 20, path))
     if not blocks:
         raise AudioError(f"{path}: empty audio file (no samples)")
+    cut = wav_truncation(path)
+    if cut is not None:
+        warnings.warn(truncation_message(path, *cut, sr), TruncatedAudioWarning, stacklevel=2)
     x = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
     return x.astype(dtype, copy=False), sr
 

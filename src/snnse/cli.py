@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from snnse.audio import (AtomicAudioWriter, AudioError, StreamResampler, iter_blocks,
-                         open_audio, plan_outputs)
+                         open_audio, plan_outputs, truncation_message, wav_truncation)
 from snnse.cliutil import UsageError, load_model, parse_sets, parse_value  # noqa: F401 (re-exported)
 from snnse.report import eprint
 
@@ -82,13 +82,15 @@ def add_enhance_parser(sub) -> None:
     p.add_argument("--chunk-seconds", type=float, default=1.0,
                    help="block length read and processed at a time (default 1.0)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar and no notices")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no notices (warnings and errors are still printed)")
     p.set_defaults(func=cmd_enhance)
 
 
 def enhance_file(model, src: Path, dst: Path, *, downmix: bool = False,
                  chunk_seconds: float = 1.0, device: str = "cpu",
-                 notice: Callable[[str], None] | None = None) -> None:
+                 notice: Callable[[str], None] | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
     """Enhance one file block by block and write ``dst`` atomically.
 
     The input is read in blocks of ``chunk_seconds``, resampled to the model
@@ -96,6 +98,11 @@ def enhance_file(model, src: Path, dst: Path, *, downmix: bool = False,
     with channels as the batch, resampled back and written to a temp file that
     replaces ``dst`` at the end. The output has the input's length, rate,
     channel count (1 with ``downmix``), format and subtype.
+
+    A truncated WAV file (:func:`snnse.audio.wav_truncation`: the header
+    declares more frames than the file holds) is enhanced from the frames that
+    are there, the output has their length, and ``warn`` gets one line saying
+    which file and how much of it is missing.
 
     Raises:
         AudioError: On any problem with the input or the output; no partial
@@ -105,6 +112,7 @@ def enhance_file(model, src: Path, dst: Path, *, downmix: bool = False,
     from snnse.streaming import Streamer
 
     with open_audio(src) as snd:
+        cut = wav_truncation(src)
         sr, target = snd.samplerate, snd.frames
         chans = 1 if downmix else snd.channels
         msr = int(model.sample_rate)
@@ -151,6 +159,9 @@ def enhance_file(model, src: Path, dst: Path, *, downmix: bool = False,
                 emit(np.zeros((chans, target - written), np.float32))
         if out.clipped and notice is not None:
             notice(f"notice: {dst}: {out.clipped} samples clipped to [-1, 1] for {out.subtype}")
+    if cut is not None and warn is not None:
+        warn(f"warning: {truncation_message(src, *cut, sr)}; enhanced the {n_read / sr:.2f} s "
+             f"that are there into {dst}")
 
 
 def cmd_enhance(args: argparse.Namespace) -> int:
@@ -176,7 +187,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     for src, dst in tqdm(pairs, desc="enhance", unit="file", file=sys.stderr, disable=not show):
         try:
             enhance_file(model, src, dst, downmix=args.downmix, chunk_seconds=args.chunk_seconds,
-                         device=args.device, notice=notice)
+                         device=args.device, notice=notice, warn=eprint)
         except AudioError as err:
             failed += 1
             eprint(f"error: {err}")
