@@ -283,7 +283,13 @@ class EpochLoader(DataLoader):
                 "batch_size": int(self.batch_size), "world_size": int(self.sampler._dist()[1])}
 
     def load_state_dict(self, state: dict) -> None:
-        """Make the next pass over ``state["epoch"]`` begin with batch ``state["batches"]``."""
+        """Make the next pass over ``state["epoch"]`` begin with batch ``state["batches"]``.
+
+        Also sets the sampler's epoch: a resumed Lightning run creates the iterator of the
+        resumed epoch before it calls ``set_epoch`` (measured with Lightning 2.x), and with the
+        sampler still at epoch 0 the pass would start epoch 0 over from its first batch.
+        """
+        self.sampler.set_epoch(int(state["epoch"]))
         self._resume = (int(state["epoch"]), int(state["batches"]),
                         int(state.get("batch_size", self.batch_size)),
                         int(state.get("world_size", self.sampler._dist()[1])))
