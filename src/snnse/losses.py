@@ -41,6 +41,12 @@ def si_snr(est: torch.Tensor, ref: torch.Tensor, eps: float = 1e-8) -> torch.Ten
     return 10 * torch.log10((proj.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps))
 
 
+def _power(spec: torch.Tensor) -> torch.Tensor:
+    """``|spec|²`` as ``re² + im²``: ``abs()`` has a NaN gradient where a bin is exactly 0 (digital
+    silence, e.g. clean-only training items with zero-padded speech), the sum of squares has 0."""
+    return torch.view_as_real(spec).pow(2).sum(-1)
+
+
 def mrstft_loss(est: torch.Tensor, ref: torch.Tensor,
                 resolutions: Sequence[tuple[int, int]] = ((1024, 256), (512, 128), (256, 64)),
                 eps: float = 1e-7) -> torch.Tensor:
@@ -60,8 +66,8 @@ def mrstft_loss(est: torch.Tensor, ref: torch.Tensor,
     total = est.new_zeros(())
     for n_fft, hop in resolutions:
         win = torch.hann_window(n_fft, dtype=est.dtype, device=est.device)
-        spec = [torch.stft(x, n_fft, hop, window=win, return_complex=True).abs() for x in (est, ref)]
-        e, r = (torch.sqrt(s.pow(2) + eps) for s in spec)  # smooth at 0 for the gradient
+        power = [_power(torch.stft(x, n_fft, hop, window=win, return_complex=True)) for x in (est, ref)]
+        e, r = (torch.sqrt(p + eps) for p in power)  # smooth at 0 for the gradient
         sc = torch.linalg.norm(r - e, dim=(-2, -1)) / torch.linalg.norm(r, dim=(-2, -1)).clamp_min(eps)
         total = total + sc.mean() + (r.log() - e.log()).abs().mean()
     return total / len(resolutions)
@@ -99,7 +105,7 @@ def stoi_loss(est: torch.Tensor, ref: torch.Tensor, sample_rate: int = 16000, se
     bands = _third_octave_bands(n_fft, sample_rate).to(est)
     env = []
     for x in (est, ref):
-        power = torch.stft(x, n_fft, frame // 2, frame, window=win, center=False, return_complex=True).abs().pow(2)
+        power = _power(torch.stft(x, n_fft, frame // 2, frame, window=win, center=False, return_complex=True))
         env.append(torch.sqrt(bands @ power + eps))  # [B, 15, frames]
     if env[0].shape[-1] < segment:
         raise ValueError(f"stoi_loss needs at least {segment} frames ({segment * frame // 2} samples), "
