@@ -347,3 +347,61 @@ def test_evaluate_summary_names_the_version(data_dir, tmp_path, capsys):
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["snnse_version"] == snnse.__version__
     assert summary["n_pairs"] == 2
+
+
+def _peak_rss_mib(cmd, cwd):
+    """Run ``cmd`` to its end: (exit status, peak resident set size of that process in MiB, stderr).
+
+    The peak comes from ``os.wait4``'s resource usage of this one child (not RUSAGE_CHILDREN, which
+    keeps the largest child the test process ever waited for); ``ru_maxrss`` is in KiB on Linux.
+    """
+    import os
+
+    with open(cwd / "stderr.txt", "w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=cwd,
+                                env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"})
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # interrupted: leave no process behind
+            proc.kill()
+            proc.wait()
+            raise
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        return proc.returncode, usage.ru_maxrss / 1024, err.read()
+
+
+def _tone_in_noise(path, seconds, sr=16000):
+    """A 16-bit WAV of a 440 Hz tone at -23 dBFS RMS in white noise at -40 dBFS, written a minute at a time."""
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(str(path), "w", sr, 1, subtype="PCM_16") as f:
+        for start in range(0, seconds, 60):
+            t = np.arange(start * sr, min(start + 60, seconds) * sr) / sr
+            f.write((0.1 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(len(t))).astype(np.float32))
+
+
+# Peak RSS of `snnse enhance` with the bundled dpsnn-demo, measured (torch 2.13, one thread): 372-376 MiB
+# for 5 s or 10 s of audio, 377-379 MiB for 20 min (+3 to +6 MiB), 378 MiB for 30 min; 20 min take ~12 s.
+# The budget is the short file's peak plus this margin, a third of the long file's samples as float32
+# (73 MiB; 146 MiB as float64): keeping the input or the output in memory would exceed it.
+RSS_MARGIN_MIB = 24
+LONG_MINUTES = 20
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss is in KiB on Linux only")
+def test_enhance_streams_a_long_file_in_bounded_memory(tmp_path):
+    """README: `enhance` streams long files in bounded memory. The peak RSS of `snnse enhance` on 20 min of
+    audio stays within RSS_MARGIN_MIB of its peak on 10 s, far below the file's decoded size."""
+    short, long = tmp_path / "short.wav", tmp_path / "long.wav"
+    _tone_in_noise(short, 10)
+    _tone_in_noise(long, LONG_MINUTES * 60)
+    peaks = {}
+    for src in (short, long):
+        dst = tmp_path / f"enhanced_{src.name}"
+        code, peaks[src.name], err = _peak_rss_mib(
+            [sys.executable, "-m", "snnse.cli", "enhance", str(src), "-o", str(dst), "--quiet"], tmp_path)
+        assert code == 0, err[-2000:]
+        assert sf.info(str(dst)).frames == sf.info(str(src)).frames  # the whole file was enhanced
+    decoded_mib = LONG_MINUTES * 60 * 16000 * 4 / 2**20
+    assert decoded_mib > 3 * RSS_MARGIN_MIB
+    assert peaks["long.wav"] < peaks["short.wav"] + RSS_MARGIN_MIB, (peaks, decoded_mib)

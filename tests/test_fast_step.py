@@ -246,3 +246,121 @@ def test_fast_step_leaves_its_input_state_alone(name, plan_kind):
         assert all(torch.equal(p, q) for p, q in zip(before, pytree.tree_leaves(state)))
         with pytest.raises(RuntimeError):  # another dtype: the module path decides (and refuses)
             model.step(x[:, :model.hop].float(), model.initial_state(1, dtype=torch.float32))
+
+
+# ---- no compiler, and the SNNSE_FAST_STEP settings ------------------------------------------------
+LEVEL = {"target_db": -20.0, "attack_s": 0.05, "release_s": 0.5}
+
+
+def stream_and_step(model, x):
+    """``x [1, T]`` through a Streamer fed one hop per call (the rest, then flush) and through ``model.step``
+    hop by hop on the zero-padded input, both aligned to the offline output; and the Streamer."""
+    hop, T = model.hop, x.shape[1]
+    d = model.frame_length - hop
+    with torch.no_grad():
+        st = Streamer(model)
+        outs = [st.feed(x[:, i:i + hop]) for i in range(0, T - T % hop, hop)]
+        hop_after_feeds = st._hop  # the compiled Hop, if one ran the one-hop feeds
+        ys = torch.cat(outs + [st.feed(x[:, T - T % hop:]), st.flush()], -1)
+        padded = torch.nn.functional.pad(x, (0, -(-(T + d) // hop) * hop - T))
+        state, steps = model.initial_state(1, dtype=x.dtype), []
+        for i in range(0, padded.shape[1], hop):
+            y, state = model.step(padded[:, i:i + hop], state)
+            steps.append(y)
+        zs = torch.cat(steps, -1)[:, d:d + T]
+    return ys, zs, hop_after_feeds
+
+
+@pytest.mark.parametrize("name, level", [("dpsnn", False), ("dpsnn", True), ("spiking_s4", False),
+                                         ("spiking_s4", True)])
+def test_streaming_and_step_work_when_no_compiled_code_builds(name, level, data_dir, monkeypatch):
+    """The C++ builds fail (no compiler, simulated): one warning each, then the PyTorch plan (or the module
+    path, with a level control) streams hop by hop and steps with the offline samples."""
+    from torch.utils import cpp_extension
+
+    from snnse import fast_cpp, kernels
+
+    tried = []
+
+    def no_compiler(*args, **kwargs):
+        tried.append(kwargs.get("name"))
+        raise RuntimeError("error: command 'g++' not found (simulated)")
+
+    monkeypatch.setattr(cpp_extension, "load_inline", no_compiler)
+    monkeypatch.setattr(fast_step, "_compiled", True)  # compiled code allowed (whatever SNNSE_FAST_STEP says)
+    monkeypatch.setattr(fast_cpp, "_state", {"tried": False, "ops": None})  # forget earlier builds
+    monkeypatch.setattr(kernels, "_state", {"tried": False, "ops": None, "error": None})
+    with pytest.warns(UserWarning, match="compiled streaming step unavailable, using the PyTorch plan"):
+        assert fast_cpp.load() is None
+    with pytest.warns(RuntimeWarning, match="C\\+\\+ neuron kernel unavailable.*g\\+\\+.*PyTorch loops"):
+        assert kernels.load() is None
+    assert len(tried) == 2  # both builds were tried, and failed
+    torch.manual_seed(0)
+    model = make_fire(snnse.get(name, **SMALL[name], level_control=LEVEL if level else None)).double().eval()
+    x = speech(data_dir, 0.5)[None]
+    with torch.no_grad():
+        y = model(x)
+        plan = fast_step.plan_for(model)
+    assert plan is not None and plan.ops is None  # the PyTorch plan
+    ys, zs, hop = stream_and_step(model, x)
+    assert hop is None  # no compiled Hop
+    assert ys.shape == zs.shape == y.shape
+    assert (ys - y).abs().max() < 1e-10 and (zs - y).abs().max() < 1e-10
+    assert len(tried) == 2  # nothing tried to build again
+
+
+FAST_STEP_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+
+import torch
+
+import snnse
+from snnse import fast_cpp, fast_step
+from tests.helpers import make_fire, speech
+from tests.test_fast_step import SMALL, stream_and_step
+
+report = {"enabled": fast_step.enabled(), "compiled": fast_step.compiled(), "models": {}}
+for name in SMALL:
+    torch.manual_seed(0)
+    model = make_fire(snnse.get(name, **SMALL[name])).double().eval()
+    x = speech(Path(sys.argv[1]), 0.5)[None]
+    with torch.no_grad():
+        y = model(x)
+    ys, zs, hop = stream_and_step(model, x)
+    cache = model.__dict__.get("_fast_step_cache")  # the plan, once one was built
+    report["models"][name] = {
+        "stream": (ys - y).abs().max().item(), "step": (zs - y).abs().max().item(),
+        "plan_built": cache is not None, "plan_ops": cache is not None and cache.plan.ops is not None,
+        "hop": hop is not None}
+report["step_build_tried"] = fast_cpp._state["tried"]
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.parametrize("setting", ["0", "torch", "auto"])
+def test_snnse_fast_step_settings(setting, data_dir):
+    """SNNSE_FAST_STEP (read at import, so in a fresh process): every setting gives the offline samples
+    streaming one hop per call and stepping (float64, 1e-10); 0 builds no plan and never loads the
+    compiled step (the module path), torch builds the PyTorch plan only, auto the compiled one where it builds."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from snnse import fast_cpp
+
+    env = {**os.environ, "SNNSE_FAST_STEP": setting, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    res = subprocess.run([sys.executable, "-c", FAST_STEP_SCRIPT, str(data_dir)], capture_output=True, text=True,
+                         env=env, cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(res.stdout.splitlines()[-1])
+    builds = fast_cpp.load() is not None
+    assert report["enabled"] == (setting != "0")
+    assert setting == "0" or report["compiled"] == (setting == "auto")
+    assert report["step_build_tried"] == (setting == "auto")
+    for name, r in report["models"].items():
+        assert r["stream"] < 1e-10 and r["step"] < 1e-10, (name, r)
+        assert r["plan_built"] == (setting != "0"), (name, r)
+        assert r["plan_ops"] == r["hop"] == (setting == "auto" and builds), (name, r)

@@ -65,6 +65,35 @@ def test_ann_twin_has_no_spiking_units_and_same_shape(name):
     assert y.shape == x.shape and torch.isfinite(y).all()
 
 
+@pytest.mark.parametrize("name", ["dpsnn", "spiking_s4"])
+def test_ann_twin_has_no_spiking_unit_and_real_valued_activity(name, data_dir):
+    """spiking=False swaps every spiking unit (LIF/PLIF, ALIF, the threshold unit of snnse.neurons) for an
+    ordinary activation: none is left, and the recorded activity of the layers that spike in the SNN
+    (all but DPSNN's readout, a leaky integrator in both) is real-valued in the twin, 0/1 in the SNN."""
+    from snnse.neurons import ALIF, LIF, Activation, Threshold, Unit
+
+    spiking_units = (LIF, ALIF, Threshold)  # PLIF is a LIF
+    torch.manual_seed(0)
+    snn, ann = make_fire(snnse.get(name)), snnse.get(name, spiking=False)
+    replaced = {n for n, m in snn.named_modules() if isinstance(m, spiking_units)}
+    assert replaced
+    ann_modules = dict(ann.named_modules())
+    assert not [n for n, m in ann_modules.items() if isinstance(m, spiking_units) or getattr(m, "spiking", False)]
+    assert all(isinstance(ann_modules[n], Activation) for n in replaced)
+    assert all(not m.spiking for m in ann_modules.values() if isinstance(m, Unit))
+    x = speech(data_dir, 1.0).float()[None]
+    with torch.no_grad():
+        _, aux_snn = snn(x, return_aux=True)
+        _, aux_ann = ann(x, return_aux=True)
+    assert aux_snn["record"].keys() == aux_ann["record"].keys()
+    spiking_layers = [k for k in aux_snn["record"] if k != "readout"]
+    assert len(spiking_layers) == (3 if name == "dpsnn" else 4)  # proj, scnn, srnn / one per S4 layer
+    for k in spiking_layers:
+        s, a = aux_snn["record"][k], aux_ann["record"][k]
+        assert bool(((s == 0) | (s == 1)).all()) and 0 < s.mean() < 1, k  # spikes, and some fire
+        assert ((a != 0) & (a != 1)).float().mean() > 0.1, k  # activations, not spikes
+
+
 TINY = {
     "dpsnn": dict(N=32, B=16, H=32),
     "spiking_s4": dict(d_model=32, d_state=8, n_layers=2),
