@@ -156,6 +156,8 @@ def test_stream_training_resumes_exactly_inside_a_stream(data_dir, tmp_path, sto
     run = fit(cfg)
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == stop and ckpt["stream_carry"]["next_crop"] == stop % 4
+    for t in torch.utils._pytree.tree_leaves(ckpt["stream_carry"]["carry"]):  # no whole-chunk buffers saved
+        assert t.untyped_storage().nbytes() == t.numel() * t.element_size()
     cfg["trainer"]["max_steps"] = -1
     fit(cfg, resume=True)
     a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)

@@ -131,7 +131,9 @@ class EnhancementTask(pl.LightningModule):
         noisy, clean = batch[0], batch[1]
         if len(batch) > 2:  # stream crops: continue from the state at the end of the previous batch
             loss, parts, carry = self.loss(self.model, noisy, clean, self.context, carry=self._carried(batch[2]))
-            self.carry = tree_map(torch.Tensor.detach, carry)  # the truncation point
+            # the truncation point; cloned, since the states are views of whole-chunk buffers that
+            # would otherwise be kept alive (and saved whole in the checkpoints: 20+ MB)
+            self.carry = tree_map(lambda t: t.detach().clone(), carry)
             self.next_crop = int(batch[2][0]) + 1
         else:
             loss, parts = self.loss(self.model, noisy, clean, self.context)
