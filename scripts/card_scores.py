@@ -30,8 +30,10 @@ def robustness_section(card: str, name: str, folder: Path) -> str:
     tables of ``folder/robustness.md``; the figure is copied to ``NAME.robustness.png``."""
     tables = (folder / "robustness.md").read_text().split("\n", 2)[2].strip()  # without its title
     shutil.copyfile(folder / "robustness.png", PRETRAINED / f"{name}.robustness.png")
-    body = ("## Robustness (`snnse evaluate --robustness --model " + name + " --baseline rnnoise "
-            "--baseline noisereduce`, demo test split)\n\n" + tables + "\n\n"
+    report = json.loads((folder / "robustness.json").read_text())
+    flags = "".join(f" --baseline {b}" for b in report.get("baselines", []))
+    body = (f"## Robustness (`snnse evaluate --robustness --model {name}{flags}`, demo test split)\n\n"
+            + tables + "\n\n"
             f"![robustness suite]({name}.robustness.png)\n\n")
     old = re.compile(r"## Robustness.*?(?=## )", re.S)
     if old.search(card):

@@ -98,15 +98,18 @@ def headline_scores(summary: dict) -> tuple[dict, dict]:
 
 
 def verdict(summary: dict, headline: dict, beats: dict) -> str:
-    """The card's sentence on which headline metrics beat the noisy input and noisereduce."""
-    baselines = " and ".join(b for b in ("noisereduce", "RNNoise") if b.lower() in summary["systems"])
-    return (f"Beats the noisy input and {baselines} on: "
-            + ", ".join(f"{LABELS[m]} {'yes' if ok else 'NO'}" for m, ok in beats.items()) + "."
-            + "".join(f" {LABELS[m]}: the gain over the noisy input ({headline[m]['model'] - headline[m]['noisy']:+.4f}) "
-                      "is within the 95 % CI half-width of the means: " + ("a tie rather than a clear win." if
-                      headline[m]['model'] > headline[m]['noisy'] else "a small loss, not a win.")
-                      for m in HEADLINE if m in headline and abs(headline[m]['model'] - headline[m]['noisy'])
-                      < ci_half(summary, "noisy", m)))
+    """The card's sentence on which headline metrics beat the noisy input and each baseline."""
+    others = [o for o in next(iter(headline.values())) if o != "model"]
+    names = {"noisy": "the noisy input", "noisereduce": "noisereduce", "rnnoise": "RNNoise"}
+    parts = [f"above {names.get(o, o)}: " + ", ".join(
+        f"{LABELS[m]} {'yes' if v['model'] > v[o] else 'NO'}" for m, v in headline.items()) for o in others]
+    text = "Mean scores " + "; ".join(parts) + "."
+    return text + "".join(
+        f" {LABELS[m]}: the gain over the noisy input ({headline[m]['model'] - headline[m]['noisy']:+.4f}) "
+        "is within the 95 % CI half-width of the means: " + ("a tie rather than a clear win." if
+        headline[m]['model'] > headline[m]['noisy'] else "a small loss, not a win.")
+        for m in HEADLINE if m in headline and abs(headline[m]['model'] - headline[m]['noisy'])
+        < ci_half(summary, "noisy", m))
 
 
 def main(argv=None) -> int:
