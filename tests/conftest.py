@@ -32,3 +32,16 @@ def demo_corpus(tmp_path_factory, data_dir) -> Path:
     out = tmp_path_factory.mktemp("demo") / "corpus"
     build_demo(out, languages=("en", "fr"), limit=6, shared=data_dir, progress=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """A tiny untrained DPSNN checkpoint (modules may define their own ``ckpt``)."""
+    import torch
+
+    import snnse.models
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "m.pt"
+    snnse.models.get("dpsnn", N=16, B=16, H=16).save(path)
+    return path

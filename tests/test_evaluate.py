@@ -57,18 +57,6 @@ def full_run(vb, tmp_path_factory):
     return code, out
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    import torch
-
-    import snnse.models
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "m.pt"
-    snnse.models.get("dpsnn", N=16, B=16, H=16).save(path)
-    return path
-
-
 def test_reference_metrics(full_run, data_dir):
     code, out = full_run
     assert code == 0

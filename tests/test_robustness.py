@@ -37,18 +37,6 @@ def clips(data_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    import torch
-
-    import snnse.models
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "m.pt"
-    snnse.models.get("dpsnn", N=16, B=16, H=16).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def suite(clips, ckpt, tmp_path_factory):
     """The reduced suite on the tiny model (and the input), seed 3, scores cached in a folder of its own."""
     cache = tmp_path_factory.mktemp("cache")
