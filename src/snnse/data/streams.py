@@ -15,6 +15,7 @@ from snnse.data.mixing import loop_crop, mix, rms_db
 
 
 def at_level(x: np.ndarray, level: float, peak: float | None = 0.99) -> np.ndarray:
+    """``x`` scaled to an RMS of ``level`` dBFS, then down to ``peak`` if it would exceed it (None: no guard)."""
     y = x * 10.0 ** ((level - rms_db(x)) / 20.0)
     m = np.max(np.abs(y))
     return y * (peak / m) if peak is not None and m > peak else y
@@ -29,7 +30,7 @@ def noise_crop(noise: Sequence[np.ndarray], n: int, rng: np.random.Generator) ->
         x = x - x.mean()
         if rms_db(x) > -60:
             return k, x
-    raise SuiteError("100 random noise crops in a row were silent")
+    raise ValueError("100 random noise crops in a row were silent")
 
 
 def build_long_stream(clean_signals: Sequence[np.ndarray], noise_signals: Sequence[np.ndarray],
