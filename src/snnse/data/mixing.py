@@ -40,6 +40,13 @@ def snr_db(clean: np.ndarray, noise: np.ndarray) -> float:
     return rms_db(clean) - rms_db(noise)
 
 
+def at_level(x: np.ndarray, level: float, peak: float | None = 0.99) -> np.ndarray:
+    """``x`` scaled to an RMS of ``level`` dBFS, then down to ``peak`` if it would exceed it (None: no guard)."""
+    y = x * 10.0 ** ((level - rms_db(x)) / 20.0)
+    m = np.max(np.abs(y))
+    return y * (peak / m) if peak is not None and m > peak else y
+
+
 def mix(clean: np.ndarray, noise: np.ndarray, snr: float, level: float | None = None,
         peak: float | None = 0.99) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Mix ``clean`` and ``noise`` (same length) at ``snr`` dB, mixture at ``level`` dBFS.
@@ -401,8 +408,7 @@ class MixingDataset(torch.utils.data.Dataset):
         if self.stream_crops > 1:
             level = self._stream_level(i, epoch)
         if self.clean_prob and np.random.default_rng([self.seed, epoch, int(i), 0xC1EA]).random() < self.clean_prob:
-            clean = np.asarray(clean, dtype=np.float64) * 10.0 ** ((level - rms_db(clean)) / 20.0)
-            clean = clean * min(1.0, 0.99 / np.max(np.abs(clean)))  # the peak guard of mix()
+            clean = at_level(np.asarray(clean, dtype=np.float64), level)  # with mix()'s peak guard
             snr, noise, level = float("inf"), np.zeros_like(clean), rms_db(clean)
         else:
             _, clean, noise, level = mix(clean, noise, snr, level)

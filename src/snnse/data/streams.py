@@ -11,14 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from snnse.data.mixing import loop_crop, mix, rms_db
-
-
-def at_level(x: np.ndarray, level: float, peak: float | None = 0.99) -> np.ndarray:
-    """``x`` scaled to an RMS of ``level`` dBFS, then down to ``peak`` if it would exceed it (None: no guard)."""
-    y = x * 10.0 ** ((level - rms_db(x)) / 20.0)
-    m = np.max(np.abs(y))
-    return y * (peak / m) if peak is not None and m > peak else y
+from snnse.data.mixing import at_level, loop_crop, mix, rms_db  # noqa: F401 (at_level re-exported)
 
 
 def noise_crop(noise: Sequence[np.ndarray], n: int, rng: np.random.Generator) -> tuple[int, np.ndarray]:
