@@ -42,8 +42,9 @@ def si_snr(est: torch.Tensor, ref: torch.Tensor, eps: float = 1e-8) -> torch.Ten
 
 
 def _power(spec: torch.Tensor) -> torch.Tensor:
-    """``|spec|²`` as ``re² + im²``: ``abs()`` has a NaN gradient where a bin is exactly 0 (digital
-    silence, e.g. clean-only training items with zero-padded speech), the sum of squares has 0."""
+    """``|spec|²`` as ``re² + im²``: the gradient of ``abs()`` overflows to NaN on subnormal bins
+    (a model's output in the digital silence of clean-only training items, ~1e-45), the sum of
+    squares' gradient stays finite."""
     return torch.view_as_real(spec).pow(2).sum(-1)
 
 
