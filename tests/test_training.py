@@ -132,6 +132,19 @@ def test_model_init_copies_weights_and_rejects_other_models(tmp_path):
         _warm_start(dst, str(tmp_path / "missing.pt"))
 
 
+def test_model_init_warns_at_a_from_scratch_learning_rate(tmp_path, capsys):
+    from snnse.training import _warm_start
+
+    src = base.get("dpsnn", **TINY["dpsnn"])
+    src.meta = {"recipe": {"optim": {"lr": 2e-4}}}
+    src.save(tmp_path / "src.pt")
+    _warm_start(base.get("dpsnn", **TINY["dpsnn"]), str(tmp_path / "src.pt"), lr=5e-4)
+    assert "warning" not in capsys.readouterr().err
+    _warm_start(base.get("dpsnn", **TINY["dpsnn"]), str(tmp_path / "src.pt"), lr=1e-2)
+    err = capsys.readouterr().err
+    assert "50x the learning rate" in err and "snnse finetune" in err
+
+
 # ---- losses -------------------------------------------------------------------------------
 def test_si_snr_matches_definition(data_dir):
     clean = torch.from_numpy(sf.read(data_dir / "voicebank_debug/clean/p287_001.wav")[0])

@@ -208,7 +208,8 @@ def add_models_parser(sub) -> None:
                        description="List the bundled pretrained models (usable as --model NAME "
                                    "everywhere a checkpoint is accepted) and the architectures "
                                    "that 'snnse create' and the recipes can build.")
-    p.add_argument("--card", metavar="NAME", help="print the model card of a bundled model")
+    p.add_argument("--card", metavar="NAME|FILE",
+                   help="print the model card of a bundled model, or the card-like metadata of a model file")
     p.set_defaults(func=cmd_models)
 
 
@@ -220,6 +221,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     from snnse import pretrained
     from snnse.models import count_parameters
 
+    if args.card and not pretrained.is_name(args.card) and Path(args.card).is_file():
+        from snnse.finetune import file_card
+
+        load_model(args.card, "cpu")  # a clear error for a file that is no model
+        print(file_card(args.card), end="")
+        return 0
     if args.card:
         try:
             text = pretrained.card(args.card)
@@ -318,7 +325,7 @@ def _external(module: str) -> Callable:
 SUBCOMMANDS: list[Callable] = [
     add_create_parser, add_enhance_parser, add_models_parser, add_fit_parser, add_data_parser,
     _external("snnse.evaluate"), _external("snnse.metrics.efficiency"), _external("snnse.plots"),
-    _external("snnse.showcase"), _external("snnse.deploy"),
+    _external("snnse.showcase"), _external("snnse.deploy"), _external("snnse.finetune"),
 ]
 
 
@@ -340,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
-        if getattr(args, "func", None) is cmd_fit:
+        if getattr(args, "func", None) is cmd_fit or getattr(args, "takes_overrides", False):
             args.overrides = extra
         elif extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -397,7 +397,35 @@ def load_run_checkpoint(path: str | os.PathLike) -> tuple[base.Enhancer, int]:
     return model, int(ck.get("global_step", -1))
 
 
-def _warm_start(model: torch.nn.Module, source: str) -> None:
+#: keys of a training source that name files: not part of a recipe (the data is the user's)
+_SOURCE_KEYS = ("clean", "noise", "rir", "manifest", "noisy", "ndns", "split", "clean_weights", "length")
+
+
+def recipe_of(cfg: dict) -> dict:
+    """The transferable part of a resolved training configuration: how, not on what.
+
+    Seed, crop length, batch, the training source's mixing and augmentation options (without
+    its files), loss, optimizer, gradient clipping and threads; a dict that
+    :func:`snnse.config.merge` accepts. ``snnse fit`` saves it in the model files it writes
+    (``meta["recipe"]``), and ``snnse finetune`` starts from it.
+    """
+    import copy
+
+    data = cfg["data"]
+    train = {k: v for k, v in data.get("train", {}).items() if k not in _SOURCE_KEYS}
+    if isinstance(train.get("augment"), dict):
+        train["augment"] = {k: v for k, v in train["augment"].items() if k != "sim_rir"} | (
+            {"sim_rir": True} if train["augment"].get("sim_rir") else {})  # a bank, built where needed
+    return copy.deepcopy({
+        "seed": cfg["seed"],
+        "data": {k: data[k] for k in ("sample_rate", "segment", "context", "batch_size", "num_workers")}
+        | {"train": train},
+        "loss": cfg["loss"], "optim": cfg["optim"],
+        "trainer": {"gradient_clip_val": cfg["trainer"].get("gradient_clip_val")},
+        "threads": cfg.get("threads")})
+
+
+def _warm_start(model: torch.nn.Module, source: str, lr: float | None = None) -> None:
     """Copy the weights of ``source`` (a snnse model file, a bundled name or a Lightning checkpoint
     of ``snnse fit``) into ``model``.
 
@@ -415,6 +443,12 @@ def _warm_start(model: torch.nn.Module, source: str) -> None:
         raise ConfigError(f"model.init: the weights of {source} do not fit this model "
                           f"(other constructor arguments?): {str(err).splitlines()[0]}") from None
     print(f"snnse fit: weights initialised from {source}", file=sys.stderr)
+    was = (getattr(src, "meta", None) or {}).get("recipe", {}).get("optim", {}).get("lr")
+    if lr is not None and was and lr > 3.0 * float(was):
+        print(f"warning: optim.lr {lr:g} is {lr / float(was):.0f}x the learning rate these weights were "
+              f"trained with ({float(was):g}): a recipe for training from scratch can wreck trained "
+              "weights in a few dozen steps; `snnse finetune` adapts them with their own recipe and "
+              "keeps the result only if it is better", file=sys.stderr)
 
 
 def _fit(cfg: dict, run_dir: Path, ckpt_dir: Path, ckpt_path: Path | None, callbacks: list) -> Path | None:
@@ -429,7 +463,8 @@ def _fit(cfg: dict, run_dir: Path, ckpt_dir: Path, ckpt_path: Path | None, callb
     task = EnhancementTask(cfg["model"]["name"], cfg["model"]["kwargs"], cfg["loss"], cfg["optim"],
                            context=int(data["context"]), metrics_subset=int(data["metrics_subset"]))
     if cfg["model"].get("init") and ckpt_path is None:
-        _warm_start(task.model, cfg["model"]["init"])
+        _warm_start(task.model, cfg["model"]["init"], float(cfg["optim"]["lr"]))
+    task.model.meta = {"recipe": recipe_of(cfg)}  # saved in last.pt / best.pt
     if task.model.sample_rate != int(data["sample_rate"]):
         raise ConfigError(f"model runs at {task.model.sample_rate} Hz but data.sample_rate is {data['sample_rate']}")
     opts = dict(cfg["trainer"])

@@ -16,7 +16,13 @@ A masker is an ``nn.Module`` with
 Checkpoints are plain dicts of tensors and primitives, loaded with ``weights_only=True``::
 
     {"format": "snnse.model", "format_version": 1, "model": name, "kwargs": {...},
-     "sample_rate": 16000, "versions": {"snnse": ..., "torch": ...}, "state_dict": {...}}
+     "sample_rate": 16000, "versions": {"snnse": ..., "torch": ...}, "state_dict": {...},
+     "meta": {...}}
+
+``meta`` (optional, plain data) says where the weights come from: ``recipe``, the transferable
+part of the training configuration that produced them (:func:`snnse.training.recipe_of`; what
+``snnse finetune`` starts from), and, for a fine-tuned model, ``finetune`` (its data, budget and
+before/after table; :mod:`snnse.finetune`). Readers that do not know it ignore it.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ class Enhancer(nn.Module):
         self.name: str | None = None
         self.kwargs: dict = {}
         self.level: agc.LevelControl | None = None
+        self.meta: dict = {}  # provenance saved with the weights (see the module docstring)
 
     def set_level_control(self, spec: dict | None) -> None:
         """Put a causal input level control (:class:`snnse.agc.LevelControl`, options as a dict)
@@ -218,6 +225,7 @@ class Enhancer(nn.Module):
             "sample_rate": self.sample_rate,
             "versions": {"snnse": __version__, "torch": str(torch.__version__)},
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+            **({"meta": self.meta} if self.meta else {}),
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -300,6 +308,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> E
         raise ValueError(f"{path}: checkpoint format {ckpt['format_version']} is newer than this snnse supports")
     model = get(ckpt["model"], **ckpt["kwargs"])
     model.load_state_dict(ckpt["state_dict"])
+    model.meta = dict(ckpt.get("meta") or {})
     return model.to(map_location)
 
 
