@@ -162,7 +162,8 @@ def test_finetune_writes_a_model_with_its_table(done, start):
     assert rec["accepted"] == ft.is_better(rec["table"])[0]
     assert m.kwargs["level_control"] == {"target_db": -22.0}  # put back after training without it
     assert m.meta["recipe"]["optim"]["lr"] == pytest.approx(1e-3)
-    ref = snnse.load(res["work"] / "run" / "best.pt") if rec["accepted"] else snnse.load(start)
+    snap = res["work"] / "run" / "snapshots" / f"step-{rec['best_step']:07d}.pt"
+    ref = snnse.load(snap) if rec["accepted"] else snnse.load(start)
     for k, v in ref.state_dict().items():
         assert torch.equal(v, m.state_dict()[k])
     assert (res["work"] / "report.md").read_text().startswith("| system |")
@@ -180,7 +181,7 @@ def test_card_of_a_file_and_enhance_with_it(done, tmp_path, capsys, data_dir):
 
 def test_worse_than_start_keeps_the_start(done, start, user_data, monkeypatch):
     res, out = done
-    monkeypatch.setattr(ft, "is_better", lambda table: (False, ["forced for the test"]))
+    monkeypatch.setattr(ft, "is_better", lambda table, start="start", new="finetuned": (False, ["forced for the test"]))
     again = out.with_name("kept.pt")
     r = _run(start, user_data, again, work=res["work"], resume=True)  # the budget is spent: judging only
     assert not r["accepted"] and r["steps"] == 2
@@ -240,3 +241,22 @@ def test_overrides_reach_the_training_configuration(start, user_data, tmp_path, 
                  "-o", str(tmp_path / "u.pt"), "--min-speech", "3", "--valid-share", "0.3",
                  "--optim.nope", "1"]) == 2
     assert "unknown configuration key 'optim.nope'" in capsys.readouterr().err
+
+
+def test_candidates_are_the_best_validations(start, user_data, tmp_path):
+    res = _run(start, user_data, tmp_path / "k.pt", max_steps=6, eval_every=2, candidates=2)
+    snaps = res["work"] / "run" / "snapshots"
+    index = json.loads((snaps / "index.json").read_text())
+    assert sorted(map(int, index)) == [2, 4, 6]
+    best2 = sorted(index, key=lambda k: -index[k])[:2]
+    assert sorted(p.name for p in snaps.glob("*.pt")) == sorted(f"step-{int(k):07d}.pt" for k in best2)
+    cands = res["meta"]["finetune"]["candidates"]
+    assert [c["step"] for c in cands] == [int(k) for k in best2]
+    for c in cands:
+        assert c["accepted"] == (not c["why_not"])
+    chosen = res["best_step"]
+    if res["accepted"]:
+        ok = [c for c in cands if c["accepted"]]
+        assert chosen == max(ok, key=lambda c: c["heldout_sisnr"])["step"]
+    else:
+        assert chosen == cands[0]["step"]
