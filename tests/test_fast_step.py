@@ -286,7 +286,7 @@ def test_streaming_and_step_work_when_no_compiled_code_builds(name, level, data_
         tried.append(kwargs.get("name"))
         raise RuntimeError("error: command 'g++' not found (simulated)")
 
-    monkeypatch.setattr(cpp_extension, "load_inline", no_compiler)
+    monkeypatch.setattr(cpp_extension, "load", no_compiler)  # what snnse.kernels.build calls
     monkeypatch.setattr(fast_step, "_compiled", True)  # compiled code allowed (whatever SNNSE_FAST_STEP says)
     monkeypatch.setattr(fast_cpp, "_state", {"tried": False, "ops": None})  # forget earlier builds
     monkeypatch.setattr(kernels, "_state", {"tried": False, "ops": None, "error": None})

@@ -1,14 +1,16 @@
 """Compiled C++ time loops for the fused neurons, built on first use.
 
-:func:`load` compiles the C++ of :mod:`._source` and :mod:`._source_misc` with
-``torch.utils.cpp_extension.load_inline`` (g++, light ATen headers only: 15–35 s once, then cached
-under ``~/.cache/torch_extensions`` or ``$TORCH_EXTENSIONS_DIR``; the build name carries a hash of
-the source, flags and CPU, so an edit rebuilds and no build is shared between CPU types),
-registers the operators ``torch.ops.snnse_fused.*`` and checks on random inputs that their
-forward loops are bit-identical to
-:class:`snnse.kernels.loops.TorchLoops` (they must be: the C++ reproduces PyTorch's ``lerp``/FMA
-arithmetic). If the build or the check fails, :func:`load` returns None, warns once, and
-:mod:`snnse.fused` uses the PyTorch loops instead.
+The C++ is in ``csrc/`` beside this module: ``neurons.cpp`` (the LIF/PLIF, leaky-integrator and
+ALIF loops), ``misc.cpp`` (``dw_backward``, ``surrogate_grad``) and ``fused_ops.cpp`` (the
+registration), with the headers ``fused.h`` and ``common.h``. :func:`load` compiles them with
+the package's one loader, :mod:`snnse.kernels.build` (``torch.utils.cpp_extension``, g++, light
+ATen headers only: 15–35 s once, then cached under ``~/.cache/torch_extensions`` or
+``$TORCH_EXTENSIONS_DIR``; the build name carries a hash of the sources, headers, flags and CPU,
+so an edit rebuilds and no build is shared between CPU types), registers the operators
+``torch.ops.snnse_fused.*`` and checks on random inputs that their forward loops are
+bit-identical to :class:`snnse.kernels.loops.TorchLoops` (they must be: the C++ reproduces
+PyTorch's ``lerp``/FMA arithmetic). If the build or the check fails, :func:`load` returns None,
+warns once, and :mod:`snnse.fused` uses the PyTorch loops instead.
 
 Why C++: the fused PyTorch loops still pay PyTorch's dispatch cost (a few µs) for every small
 element-wise operation of every step, and their backward makes a dozen passes over ``[B, T, C]``
@@ -21,41 +23,26 @@ surrogates (``surrogate_grad``) in one pass each.
 
 from __future__ import annotations
 
-import hashlib
-import warnings
-
 import torch
 
-from ._source import SOURCE as _NEURONS
-from ._source_misc import SOURCE as _MISC
+from .build import extension_name, load_extension, load_once
 
-SOURCE = _NEURONS + _MISC
-
+SOURCES = ("neurons.cpp", "misc.cpp", "fused_ops.cpp")  # in csrc/; the headers they include come along
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno", "-fopenmp-simd"]
-
-
-def _cpu_id() -> str:
-    """The CPU's model and flags: ``-march=native`` builds must not be shared between CPU types."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return "".join(sorted({ln for ln in f if ln.startswith(("model name", "flags"))}))
-    except OSError:
-        import platform
-
-        return platform.processor() or platform.machine()
-
-
-NAME = "snnse_fused_" + hashlib.sha256((SOURCE + " ".join(FLAGS) + _cpu_id()).encode()).hexdigest()[:12]
+PREFIX = "snnse_fused_"
 
 _state: dict = {"tried": False, "ops": None, "error": None}
 
 
+def __getattr__(name: str):
+    if name == "NAME":  # the build's name (prefix + cache key), read from the sources when asked for
+        return extension_name(PREFIX, SOURCES, FLAGS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _build():
     """Compile (or load the cached build of) the extension; returns the operator namespace."""
-    from torch.utils.cpp_extension import load_inline
-
-    load_inline(name=NAME, cpp_sources=[SOURCE], is_python_module=False, no_implicit_headers=True,
-                extra_cflags=FLAGS, verbose=False)
+    load_extension(PREFIX, SOURCES, FLAGS)
     return torch.ops.snnse_fused
 
 
@@ -88,21 +75,17 @@ def _self_check(ops) -> None:
                 raise RuntimeError("alif_forward differs from the PyTorch loop")
 
 
+def _build_checked():
+    ops = _build()
+    _self_check(ops)
+    return ops
+
+
 def load():
-    """The compiled operators (``torch.ops.snnse_fused``), or None if they cannot be built."""
-    if not _state["tried"]:
-        _state["tried"] = True
-        try:
-            ops = _build()
-            _self_check(ops)
-            _state["ops"] = ops
-        except Exception as e:  # no compiler, failed build, wrong arithmetic: fall back
-            lines = str(e).strip().splitlines() or [""]
-            line = next((ln for ln in lines if "error" in ln.lower()), lines[-1])  # the compiler's message
-            _state["error"] = f"{type(e).__name__}: {line.strip()[:300]}"
-            warnings.warn(f"snnse: C++ neuron kernel unavailable ({_state['error']}); "
-                          "using the PyTorch loops", RuntimeWarning, stacklevel=2)
-    return _state["ops"]
+    """The compiled operators (``torch.ops.snnse_fused``), or None if they cannot be built (or
+    fail the check); decided once per process, with one warning on failure."""
+    return load_once(_state, _build_checked,
+                     lambda err: f"snnse: C++ neuron kernel unavailable ({err}); using the PyTorch loops")
 
 
 def reset() -> None:
@@ -110,4 +93,4 @@ def reset() -> None:
     _state.update(tried=False, ops=None, error=None)
 
 
-__all__ = ["load", "reset", "FLAGS", "NAME"]
+__all__ = ["load", "reset", "FLAGS", "NAME", "SOURCES"]

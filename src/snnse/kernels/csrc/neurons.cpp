@@ -1,42 +1,30 @@
-"""C++ source of the fused neuron loops (see :mod:`snnse.kernels` and :mod:`snnse.fused`).
-
-Same functions, arguments and results as :class:`snnse.kernels.loops.TorchLoops`, on
-``[B, T, C]`` CPU tensors (float32/float64); element ``(b, t, c)`` of a contiguous sequence is at
-``(b·T + t)·C + c``. The forward loops reproduce PyTorch's arithmetic exactly — ``torch.lerp`` is
-``fma(w, b − a, a)`` for ``|w| < 0.5`` and ``fma(w − 1, b − a, b)`` otherwise, every other
-operation rounds once — so they are compiled with ``-ffp-contract=off`` and the spikes and
-membranes are bit-identical to the PyTorch loops (checked when loading). The matrix products of
-the recurrent ALIF are ATen calls (the same ``addmm`` as PyTorch). The inner loops run over the
-``C`` channels of one batch row with ``__restrict`` pointers and compile-time options, so that
-the compiler vectorises them.
-"""
-
-SOURCE = r"""
-#include <ATen/core/Tensor.h>
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
+// The fused neuron loops of snnse_fused (see snnse.kernels and snnse.fused): LIF/PLIF forward and backward, the
+// linear scan of the backward recurrences, the leaky integrator, ALIF (recurrent or not) forward and backward.
+//
+// Same functions, arguments and results as snnse.kernels.loops.TorchLoops, on [B, T, C] CPU tensors
+// (float32/float64); element (b, t, c) of a contiguous sequence is at (b·T + t)·C + c. The forward loops reproduce
+// PyTorch's arithmetic exactly — torch.lerp is fma(w, b − a, a) for |w| < 0.5 and fma(w − 1, b − a, b) otherwise,
+// every other operation rounds once — so they are compiled with -ffp-contract=off and the spikes and membranes are
+// bit-identical to the PyTorch loops (checked when loading). The matrix products of the recurrent ALIF are ATen calls
+// (the same addmm as PyTorch). The inner loops run over the C channels of one batch row with __restrict pointers and
+// compile-time options, so that the compiler vectorises them.
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/scalar_tensor.h>
 #include <ATen/ops/zeros_like.h>
-#include <torch/library.h>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <optional>
-#include <tuple>
-#include <type_traits>
-#include <vector>
 
-using at::Tensor;
-#define R __restrict
+#include "fused.h"
+
+namespace snnse::fused {
 
 template <typename F> static void with_flag(bool b, F&& f) {  // a run-time flag as a compile-time constant
   if (b) f(std::true_type{}); else f(std::false_type{});
 }
 
 // torch.lerp(a, b, w) = fma(c, b − a, small ? a : b) with c = w (small: |w| < 0.5) or w − 1
+// (explicit fma, compiled with -ffp-contract=off: bit-identical to PyTorch. step.h's lerp, for the streaming
+// step, leaves the contraction to the compiler: not the same arithmetic, kept apart on purpose.)
 template <typename T> static inline T lerp_c(T a, T b, T c, bool small) { return std::fma(c, b - a, small ? a : b); }
 
 template <typename T> struct LerpW {  // per-channel weights, prepared once
@@ -67,8 +55,8 @@ static void lif_fwd_row(const T* R x, T* R h, uint8_t* R m, T* R v, int64_t C, T
   }
 }
 
-static std::tuple<Tensor, Tensor, Tensor> lif_forward(const Tensor& x_, const Tensor& v0_, const Tensor& k_,
-                                                      bool decay_input, bool soft, double v_reset, double v_th) {
+std::tuple<Tensor, Tensor, Tensor> lif_forward(const Tensor& x_, const Tensor& v0_, const Tensor& k_,
+                                               bool decay_input, bool soft, double v_reset, double v_th) {
   Tensor x = x_.contiguous();
   const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
   Tensor H = at::empty_like(x), M = at::empty(x.sizes(), x.options().dtype(at::kBool));
@@ -111,7 +99,7 @@ static T lif_bwd_row(const T* R gs, const T* R sg, const T* R h, const uint8_t* 
   return acc;
 }
 
-static std::tuple<Tensor, Tensor, Tensor> lif_backward(
+std::tuple<Tensor, Tensor, Tensor> lif_backward(
     const Tensor& gS_, const Tensor& gvT_, const Tensor& SG_, const Tensor& H_, const Tensor& M_, const Tensor& xin_,
     const Tensor& v0_, const Tensor& k_, bool decay_input, bool soft, double v_reset, double v_th,
     bool detach_reset, bool need_k) {
@@ -145,7 +133,7 @@ static std::tuple<Tensor, Tensor, Tensor> lif_backward(
   return {gx, G, at::scalar_tensor(gk, H.options())};
 }
 
-static Tensor linear_scan(const Tensor& m_, const Tensor& q_, const Tensor& g_) {
+Tensor linear_scan(const Tensor& m_, const Tensor& q_, const Tensor& g_) {
   Tensor q = q_.contiguous(), m = m_.contiguous();
   const int64_t B = q.size(0), T = q.size(1), C = q.size(2);
   Tensor G = at::empty({B, T + 1, C}, q.options());
@@ -175,7 +163,7 @@ static Tensor linear_scan(const Tensor& m_, const Tensor& q_, const Tensor& g_) 
 }
 
 // --------------------------------------------------------------------------------- leaky integrator
-static Tensor leaky_forward(const Tensor& x_, const Tensor& u0_, const Tensor& beta_) {
+Tensor leaky_forward(const Tensor& x_, const Tensor& u0_, const Tensor& beta_) {
   Tensor x = x_.contiguous(), u0 = u0_.contiguous(), beta = beta_.contiguous();
   const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
   Tensor U = at::empty_like(x);
@@ -218,7 +206,7 @@ static void alif_fwd_row(const T* R it, T* R v, T* R e, T* R s, T* R Vo, T* R Eo
   }
 }
 
-static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> alif_forward(
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> alif_forward(
     const Tensor& c_, const std::optional<Tensor>& W, const Tensor& alpha_, const Tensor& rho_, double b0,
     double beta, const Tensor& v0_, const Tensor& eta0_, const Tensor& s0_, const std::optional<Tensor>& y0) {
   Tensor c = c_.contiguous(), alpha = alpha_.contiguous(), rho = rho_.contiguous();
@@ -268,7 +256,7 @@ static void alif_bwd_row(const T* R gs, const T* R sg, const T* R vprev, const T
   }
 }
 
-static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> alif_backward(
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> alif_backward(
     const Tensor& gS_, const Tensor& gvT_, const Tensor& geT_, const Tensor& SG_, const Tensor& V_, const Tensor& E_,
     const Tensor& I_, const Tensor& S_, const Tensor& v0_, const Tensor& eta0_, const Tensor& s0_,
     const Tensor& alpha_, const Tensor& rho_, double b0, double beta, const std::optional<Tensor>& Wp,
@@ -330,4 +318,4 @@ static std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> alif_backward(
   return {GI, ga, gr, gv0, ge0, gs0};
 }
 
-"""
+}  // namespace snnse::fused

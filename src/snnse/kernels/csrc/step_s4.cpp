@@ -1,12 +1,21 @@
-"""C++ source of the Spiking-S4 part of :mod:`snnse.fast_cpp` (kept apart so that each file holds one
-piece): the S4D recurrences in both layouts, the masker on one frame (``s4_masker_row``) and for a
-batch (``s4_masker_``), the real FFT of power-of-two lengths (``RealFFT``, ``real_fft``), the whole
-STFT hop on raw pointers (``s4_stft_rows``) and as a tensor call (``s4_stft_step_``). It uses
-``lerp`` and ``axpy_gemv`` from the part before it; :data:`snnse.fast_cpp.SOURCE` is the one
-translation unit that is compiled.
-"""
+// snnse_step, the Spiking-S4 part (snnse.fast_s4, LIF/PLIF units): the S4D recurrences in both layouts, the
+// masker on one frame (s4_masker_row) and for a batch (s4_masker_, registered as s4_masker), the whole STFT hop on
+// raw pointers (s4_stft_rows, with RealFFT of real_fft.h for power-of-two frames) and as a tensor call
+// (s4_stft_step_). Uses lerp and axpy_gemv of step.h.
+#include <ATen/ops/cat.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/fft_irfft.h>
+#include <ATen/ops/fft_rfft.h>
+#include <ATen/ops/mul.h>
+#include <ATen/ops/view_as_complex.h>
+#include <ATen/ops/view_as_real.h>
 
-S4_SOURCE = r"""
+#include "real_fft.h"
+#include "step.h"
+
+namespace snnse::step {
+
 // One S4D channel: x <- dA x + dB u (complex, in real pairs), returns 2 Re sum C x (vectorised over the M modes;
 // sums in another order than the module path). p: the channel's constants [6, M] (Re dA, Im dA, Re dB, Im dB,
 // 2 Re C, -2 Im C), each a unit-stride row; the state [M, 2] (interleaved, the module path's complex layout).
@@ -153,97 +162,10 @@ static std::vector<Tensor> s4_masker_(const Tensor& input, std::vector<Tensor> w
   return out;
 }
 
-static std::vector<Tensor> s4_masker(const Tensor& input, std::vector<Tensor> w, std::vector<double> f,
-                                     std::vector<Tensor> s, bool stft, double eps) {
+std::vector<Tensor> s4_masker(const Tensor& input, std::vector<Tensor> w, std::vector<double> f,
+                              std::vector<Tensor> s, bool stft, double eps) {
   return s4_masker_(input, std::move(w), std::move(f), std::move(s), stft, eps, false);
 }
-
-// Real FFT of a power-of-two length n >= 4 by a complex FFT of n/2 points (iterative radix 2) and the split of its
-// result into the even and odd samples' spectra; the inverse with the 1/n of irfft, reading only the real parts of
-// the DC and Nyquist bins (as irfft does). Twiddles computed in double. The Hop uses it instead of
-// at::fft_rfft/irfft, whose per-call set-up (descriptors, twiddle tables, allocations, dispatch) took ~30 µs per
-// Spiking-S4 hop against ~2 µs for the transforms themselves. real_fft(n): one per length and thread, kept.
-struct RealFFT {
-  int64_t n = 0, h = 0;
-  std::vector<int32_t> rev;    // bit reversal of the h indices
-  std::vector<double> wd, rd;  // (re, im) of e^{-2πi j/h}, j < h/2, and of e^{-2πi k/n}, k < h
-  std::vector<float> wf, rf;
-  static bool usable(int64_t n) { return n >= 4 && (n & (n - 1)) == 0; }
-  RealFFT() = default;
-  explicit RealFFT(int64_t n_) : n(n_), h(n_ / 2), rev(n_ / 2), wd(n_ / 2), rd(n_) {
-    int bits = 0;
-    while ((int64_t(1) << bits) < h) ++bits;
-    for (int64_t i = 0; i < h; ++i) {
-      int32_t r = 0;
-      for (int k = 0; k < bits; ++k) r |= static_cast<int32_t>(((i >> k) & 1) << (bits - 1 - k));
-      rev[i] = r;
-    }
-    const double pi = std::acos(-1.0);
-    for (int64_t j = 0; j < h / 2; ++j) { wd[2 * j] = std::cos(2 * pi * j / h); wd[2 * j + 1] = -std::sin(2 * pi * j / h); }
-    for (int64_t k = 0; k < h; ++k) { rd[2 * k] = std::cos(2 * pi * k / n); rd[2 * k + 1] = -std::sin(2 * pi * k / n); }
-    wf.assign(wd.begin(), wd.end());
-    rf.assign(rd.begin(), rd.end());
-  }
-  template <typename T> const T* tw() const {
-    if constexpr (std::is_same_v<T, float>) return wf.data(); else return wd.data();
-  }
-  template <typename T> const T* rt() const {
-    if constexpr (std::is_same_v<T, float>) return rf.data(); else return rd.data();
-  }
-  // in place on h complex values (re, im interleaved); inverse: conjugate twiddles, no scaling
-  template <typename T> void cfft(T* R z, bool inverse) const {
-    for (int64_t i = 0; i < h; ++i) {
-      const int64_t j = rev[i];
-      if (i < j) { std::swap(z[2 * i], z[2 * j]); std::swap(z[2 * i + 1], z[2 * j + 1]); }
-    }
-    const T* R w = tw<T>();
-    const T sgn = inverse ? T(-1) : T(1);
-    for (int64_t len = 2; len <= h; len <<= 1) {
-      const int64_t half = len / 2, step = h / len;
-      for (int64_t i = 0; i < h; i += len)
-        for (int64_t k = 0; k < half; ++k) {
-          const T wr = w[2 * k * step], wi = sgn * w[2 * k * step + 1];
-          T* R a = z + 2 * (i + k);
-          T* R b = z + 2 * (i + k + half);
-          const T br = b[0] * wr - b[1] * wi, bi = b[0] * wi + b[1] * wr;
-          b[0] = a[0] - br;
-          b[1] = a[1] - bi;
-          a[0] += br;
-          a[1] += bi;
-        }
-    }
-  }
-  // x [n] real -> X [h + 1] complex (interleaved); work [n]
-  template <typename T> void rfft(const T* R x, T* R X, T* R work) const {
-    for (int64_t i = 0; i < n; ++i) work[i] = x[i];  // z[m] = x[2m] + i x[2m+1]: the same memory layout
-    cfft<T>(work, false);
-    const T* R r = rt<T>();
-    X[0] = work[0] + work[1];
-    X[1] = T(0);
-    X[2 * h] = work[0] - work[1];
-    X[2 * h + 1] = T(0);
-    for (int64_t k = 1; k < h; ++k) {  // X[k] = E + e^{-2πik/n} O, E = (Z[k] + conj Z[h-k]) / 2, O = (Z[k] - conj Z[h-k]) / 2i
-      const T ar = work[2 * k], ai = work[2 * k + 1], br = work[2 * (h - k)], bi = -work[2 * (h - k) + 1];
-      const T er = T(0.5) * (ar + br), ei = T(0.5) * (ai + bi), or_ = T(0.5) * (ai - bi), oi = T(-0.5) * (ar - br);
-      X[2 * k] = er + (r[2 * k] * or_ - r[2 * k + 1] * oi);
-      X[2 * k + 1] = ei + (r[2 * k] * oi + r[2 * k + 1] * or_);
-    }
-  }
-  // X [h + 1] complex -> x [n] real, times 1/n (irfft); work [n]
-  template <typename T> void irfft(const T* R X, T* R x, T* R work) const {
-    const T* R r = rt<T>();
-    for (int64_t k = 0; k < h; ++k) {  // Z[k] = E' + i O', E' = X[k] + conj X[h-k], O' = (X[k] - conj X[h-k]) e^{2πik/n}
-      const T ar = X[2 * k], ai = k ? X[2 * k + 1] : T(0), br = X[2 * (h - k)], bi = k ? -X[2 * (h - k) + 1] : T(0);
-      const T er = ar + br, ei = ai + bi, dr = ar - br, di = ai - bi;
-      const T or_ = dr * r[2 * k] + di * r[2 * k + 1], oi = di * r[2 * k] - dr * r[2 * k + 1];
-      work[2 * k] = er - oi;
-      work[2 * k + 1] = ei + or_;
-    }
-    cfft<T>(work, true);
-    const T scale = T(1) / static_cast<T>(n);
-    for (int64_t i = 0; i < n; ++i) x[i] = work[i] * scale;
-  }
-};
 
 static const RealFFT& real_fft(int64_t n) {
   static thread_local std::vector<std::unique_ptr<RealFFT>> cache;
@@ -258,12 +180,12 @@ static const RealFFT& real_fft(int64_t n) {
 // masking, irfft times the synthesis window, overlap-add. The new history, pending samples and masker state go to
 // hn, pn, xn, vn, which may be ho, po, xo, vo (in place: every value is read before it is written; the mode-major
 // layout is in place only). xo ... vn: per layer, batch row 0 (row strides 2 M D and D). scratch: 3 L + 4 F + 3 D.
-template <typename T> static void s4_stft_rows(const T* R xin, T* R out, int64_t B, int64_t hop, int64_t ov,
-                                               const T* ho, T* hn, const T* po, T* pn, const T* R win, const T* R sw,
-                                               double eps, const std::vector<const T*>& wp, const std::vector<double>& f,
-                                               int64_t D, int64_t M, bool mode_major, const std::vector<const T*>& xo,
-                                               const std::vector<T*>& xn, const std::vector<const T*>& vo,
-                                               const std::vector<T*>& vn, T* R scratch) {
+template <typename T> void s4_stft_rows(const T* R xin, T* R out, int64_t B, int64_t hop, int64_t ov,
+                                        const T* ho, T* hn, const T* po, T* pn, const T* R win, const T* R sw,
+                                        double eps, const std::vector<const T*>& wp, const std::vector<double>& f,
+                                        int64_t D, int64_t M, bool mode_major, const std::vector<const T*>& xo,
+                                        const std::vector<T*>& xn, const std::vector<const T*>& vo,
+                                        const std::vector<T*>& vn, T* R scratch) {
   const int64_t L = hop + ov, F = L / 2 + 1, n_layers = static_cast<int64_t>(xo.size());
   const RealFFT& fft = real_fft(L);
   T *R frame = scratch, *R work = frame + L, *R yl = work + L, *R spec = yl + L, *R feats = spec + 2 * F,
@@ -299,14 +221,26 @@ template <typename T> static void s4_stft_rows(const T* R xin, T* R out, int64_t
   }
 }
 
+// the instantiations step_ops.cpp's Hop calls
+template void s4_stft_rows<float>(const float* R, float* R, int64_t, int64_t, int64_t, const float*, float*,
+                                  const float*, float*, const float* R, const float* R, double,
+                                  const std::vector<const float*>&, const std::vector<double>&, int64_t, int64_t,
+                                  bool, const std::vector<const float*>&, const std::vector<float*>&,
+                                  const std::vector<const float*>&, const std::vector<float*>&, float* R);
+template void s4_stft_rows<double>(const double* R, double* R, int64_t, int64_t, int64_t, const double*, double*,
+                                   const double*, double*, const double* R, const double* R, double,
+                                   const std::vector<const double*>&, const std::vector<double>&, int64_t, int64_t,
+                                   bool, const std::vector<const double*>&, const std::vector<double*>&,
+                                   const std::vector<const double*>&, const std::vector<double*>&, double* R);
+
 // A whole Spiking-S4 hop with the STFT front-end: frame [history, x] (times the window unless rectangular),
 // rfft, the masker above (magnitude and masking inside), irfft times the synthesis window, overlap-add; with
 // s4_stft_rows for a power-of-two frame length, else with at::fft_rfft/irfft.
 // returns: out [B,hop], history [B,ov], pending [B,ov], then the masker state in the order of s
-static std::vector<Tensor> s4_stft_step_(const Tensor& x, const Tensor& hist, const Tensor& pending,
-                                        const std::optional<Tensor>& window, const Tensor& synth, std::vector<Tensor> w,
-                                        std::vector<double> f, std::vector<Tensor> s, double eps,
-                                        bool inplace = false, bool mode_major = false) {
+std::vector<Tensor> s4_stft_step_(const Tensor& x, const Tensor& hist, const Tensor& pending,
+                                 const std::optional<Tensor>& window, const Tensor& synth, std::vector<Tensor> w,
+                                 std::vector<double> f, std::vector<Tensor> s, double eps,
+                                 bool inplace, bool mode_major) {
   const int64_t B = x.size(0), hop = x.size(1), ov = hist.size(1), L = hop + ov;
   if (RealFFT::usable(L) && ov < L) {  // raw pointers and the own FFT (s4_stft_rows)
     const int64_t n_layers = (static_cast<int64_t>(w.size()) - 4) / 7, F = L / 2 + 1, D = w[0].size(1);
@@ -369,4 +303,4 @@ static std::vector<Tensor> s4_stft_step_(const Tensor& x, const Tensor& hist, co
   return out;
 }
 
-"""
+}  // namespace snnse::step

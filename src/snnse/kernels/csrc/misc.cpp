@@ -1,14 +1,19 @@
-"""C++ source, second part: the depthwise convolution's backward, the surrogate derivatives, and
-the operator registration (``torch.ops.snnse_fused``). Appended to :data:`._source.SOURCE`.
+// snnse_fused, besides the neuron loops: the backward of DPSNN's depthwise convolution (dw_backward) and the
+// derivatives of the built-in surrogates (surrogate_grad), one pass each.
+//
+// The surrogate derivatives use their own exp (Cody–Waite reduction, polynomial, 2^n by integer arithmetic; ~1 ulp)
+// so that the compiler vectorises the loop: one pass over memory instead of the dozen temporaries of the PyTorch
+// formula.
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros_like.h>
 
-The surrogate derivatives use their own ``exp`` (Cody–Waite reduction, polynomial, ``2^n`` by
-integer arithmetic; ~1 ulp) so that the compiler vectorises the loop: one pass over memory
-instead of the dozen temporaries of the PyTorch formula.
-"""
+#include "fused.h"
 
-SOURCE = r"""
+namespace snnse::fused {
+
 // ------------------------------------------------------------------------- depthwise convolution
-static std::tuple<Tensor, Tensor> dw_backward(const Tensor& gy_, const Tensor& xc_, const Tensor& w_) {
+std::tuple<Tensor, Tensor> dw_backward(const Tensor& gy_, const Tensor& xc_, const Tensor& w_) {
   Tensor gy = gy_.contiguous(), xc = xc_.contiguous(), w = w_.contiguous();
   const int64_t Bt = xc.size(0), C = xc.size(1), L = xc.size(2), H = w.size(0), K = w.size(2);
   const int64_t T = L - K + 1, m = H / C;
@@ -117,8 +122,8 @@ __attribute__((noinline)) static void surrogate_row(const T* R x, const T* R g, 
   }
 }
 
-static Tensor surrogate_grad(const Tensor& x_, const std::optional<Tensor>& g_, int64_t kind, double a, double b,
-                             double c) {
+Tensor surrogate_grad(const Tensor& x_, const std::optional<Tensor>& g_, int64_t kind, double a, double b,
+                      double c) {
   Tensor x = x_.contiguous();
   const bool has_g = g_.has_value() && g_->defined();
   Tensor g = has_g ? g_->expand_as(x).contiguous() : Tensor();
@@ -142,20 +147,4 @@ static Tensor surrogate_grad(const Tensor& x_, const std::optional<Tensor>& g_, 
   return out;
 }
 
-TORCH_LIBRARY(snnse_fused, m) {
-  m.def("lif_forward(Tensor x, Tensor v0, Tensor k, bool decay_input, bool soft, float v_reset, float v_th)"
-        " -> (Tensor, Tensor, Tensor)", &lif_forward);
-  m.def("lif_backward(Tensor gS, Tensor gvT, Tensor SG, Tensor H, Tensor M, Tensor xin, Tensor v0, Tensor k,"
-        " bool decay_input, bool soft, float v_reset, float v_th, bool detach_reset, bool need_k)"
-        " -> (Tensor, Tensor, Tensor)", &lif_backward);
-  m.def("linear_scan(Tensor m, Tensor q, Tensor g_last) -> Tensor", &linear_scan);
-  m.def("leaky_forward(Tensor x, Tensor u0, Tensor beta) -> Tensor", &leaky_forward);
-  m.def("alif_forward(Tensor c, Tensor? W, Tensor alpha, Tensor rho, float b0, float beta, Tensor v0,"
-        " Tensor eta0, Tensor s0, Tensor? y0) -> (Tensor, Tensor, Tensor, Tensor, Tensor)", &alif_forward);
-  m.def("alif_backward(Tensor gS, Tensor gvT, Tensor geT, Tensor SG, Tensor V, Tensor E, Tensor I,"
-        " Tensor S, Tensor v0, Tensor eta0, Tensor s0, Tensor alpha, Tensor rho, float b0, float beta, Tensor? Wp,"
-        " bool detach_reset) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)", &alif_backward);
-  m.def("dw_backward(Tensor gy, Tensor xc, Tensor weight) -> (Tensor, Tensor)", &dw_backward);
-  m.def("surrogate_grad(Tensor x, Tensor? g, int kind, float a, float b, float c) -> Tensor", &surrogate_grad);
-}
-"""
+}  // namespace snnse::fused
