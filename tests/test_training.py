@@ -88,6 +88,16 @@ def test_config_overrides_and_errors(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
+def test_overrides_inside_open_sections_merge_nested_mappings():
+    cfg = load_config(REPO / "configs" / "pretrained" / "dpsnn-demo.yaml",
+                      ["--data.train.augment.speed", "[0.8,1.1]", "--data.train.snr_range", "[-5,40]"])
+    aug = cfg["data"]["train"]["augment"]
+    assert aug["speed"] == [0.8, 1.1] and aug["eq_prob"] == 0.5 and aug["sim_rir"] == "train/rir_sim"
+    assert cfg["data"]["train"]["clean"] == "train/clean" and cfg["data"]["train"]["snr_range"] == [-5, 40]
+    cfg = load_config(REPO / "configs" / "pretrained" / "dpsnn-demo.yaml", ["--data.train.augment", "null"])
+    assert cfg["data"]["train"]["augment"] is None  # a non-mapping still replaces
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
 def test_recipes_resolve_and_follow_the_papers(name):
     cfg = load_config(REPO / "configs" / name)

@@ -79,13 +79,30 @@ def merge(base: dict, new: dict, prefix: str = "") -> dict:
         if path in OPEN:
             if value is not None and not isinstance(value, dict):
                 raise ConfigError(f"{path!r} must be a mapping, got {value!r}")
-            out[key] = {**out.get(key, {}), **copy.deepcopy(value or {})}
+            out[key] = _merge_open(out.get(key) or {}, value or {})
         elif key not in out:
             raise ConfigError(f"unknown configuration key {path!r}; known here: {', '.join(sorted(out))}")
         elif isinstance(out[key], dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"{path!r} is a section, not a value; set its keys (--{path}.KEY VALUE)")
             out[key] = merge(out[key], value, path + ".")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _merge_open(base: dict, new: dict) -> dict:
+    """Merge inside an open section: nested mappings merge key by key, anything else replaces.
+
+    So ``--data.train.augment.speed [0.8,1.1]`` changes one augmentation option and keeps the
+    recipe's others. (Before 2026-12-02 the nested mapping was replaced whole: that override ran
+    stage 5 of ``dpsnn-demo`` with no augmentation but the speed range, whose probability is 0 by
+    default — i.e. none; its resolved ``config.yaml`` records what ran.)
+    """
+    out = copy.deepcopy(base)
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge_open(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
