@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from snnse.data.mixing import MixingDataset, rms_db
+from snnse.data.mixing import MixingDataset
 from snnse.data.paired import StreamSampler
 from snnse.losses import EnhancementLoss, si_snr
 from snnse.models import base

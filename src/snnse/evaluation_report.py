@@ -25,6 +25,7 @@ from typing import Iterable, Sequence
 
 from snnse.audio import find_audio_files
 from snnse.atomic import atomic_write_text
+from snnse.jsonsafe import json_safe
 
 OUTPUT_FILES = ("summary.json", "per_file.csv", "summary.md")
 _FILEID = re.compile(r"fileid_(\d+)$")
@@ -185,18 +186,6 @@ def existing_outputs(outdir: str | os.PathLike) -> list[Path]:
     return [out / n for n in OUTPUT_FILES if (out / n).is_file() and (out / n).stat().st_size > 0]
 
 
-def _json_safe(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if obj is None or isinstance(obj, (str, int, float, bool)):
-        return obj
-    return str(obj)
-
-
 def write_outputs(result: EvaluationResult, outdir: str | os.PathLike,
                   overwrite: bool = False) -> dict[str, Path]:
     """Write ``per_file.csv``, ``summary.json`` and ``summary.md`` into ``outdir``.
@@ -219,7 +208,7 @@ def write_outputs(result: EvaluationResult, outdir: str | os.PathLike,
     out.mkdir(parents=True, exist_ok=True)
     texts = {
         "per_file.csv": _csv_text(result.rows, result.metrics),
-        "summary.json": json.dumps(_json_safe(result.summary), indent=1) + "\n",
+        "summary.json": json.dumps(json_safe(result.summary), indent=1) + "\n",
         "summary.md": markdown_summary(result.summary),
     }
     paths = {}

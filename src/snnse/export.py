@@ -6,8 +6,9 @@ and outputs, so that any runtime can stream it with a loop::
     inputs:  audio [1, hop] float32, state_0, state_1, ...   (fixed shapes)
     outputs: enhanced [1, hop] float32, new_state_0, ...      (same order and shapes)
 
-The state is the nested ``model.initial_state(1)`` flattened generically (``torch.utils._pytree``
-order); complex leaves (the S4D state) travel as real tensors ``[..., 2]`` (real, imaginary).
+The state is the nested ``model.initial_state(1)`` flattened generically (:mod:`snnse.state`,
+``torch.utils._pytree`` order); complex leaves (the S4D state) travel as real tensors ``[..., 2]``
+(real, imaginary).
 The initial state is all zeros (checked at export). ``enhanced`` lags ``audio`` by
 ``delay_samples = frame_length − hop`` samples, like :meth:`snnse.models.base.Enhancer.step`;
 :class:`OnnxStreamer` drops that warm-up and pads the end exactly as
@@ -39,30 +40,17 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.utils import _pytree as pytree
 
 from .atomic import atomic_path
+from .state import StateSpec, flatten_state
 
 DEFAULT_OPSET = 17
 
 
-# ---- state flattening --------------------------------------------------------------------------
-def flatten_state(state) -> tuple[list[torch.Tensor], object]:
-    """Leaves of a nested state (dicts, tuples, lists of tensors) and the spec to rebuild it."""
-    leaves, spec = pytree.tree_flatten(state)
-    if not all(isinstance(t, torch.Tensor) for t in leaves):
-        raise TypeError("model state must be a nest of tensors")
-    return leaves, spec
-
-
+# ---- state flattening (the order is snnse.state's) ---------------------------------------------
 def state_names(state) -> list[str]:
     """``state_<i>_<path>`` names of the flattened leaves (e.g. ``state_3_masker_blocks_0_1_0``)."""
-    paths, _ = pytree.tree_flatten_with_path(state)
-    names = []
-    for i, (path, _) in enumerate(paths):
-        keys = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
-        names.append(f"state_{i}_" + "_".join(keys))
-    return names
+    return [f"state_{i}_" + "_".join(str(k) for k in path) for i, path in enumerate(StateSpec(state).paths)]
 
 
 def to_real(t: torch.Tensor) -> torch.Tensor:
@@ -220,7 +208,7 @@ class StepGraph(nn.Module):
         self.model, self.spec = model, spec
 
     def forward(self, audio, *flat):
-        out, state = self.model.step(audio, pytree.tree_unflatten(list(flat), self.spec))
+        out, state = self.model.step(audio, self.spec.unflatten(flat))
         return (out, *flatten_state(state)[0])
 
 

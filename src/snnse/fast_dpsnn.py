@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from . import fast_step
-from .fast_step import ConvFE, _c, level_args, lif_decay, run_frontend, with_level_state
+from .fast_step import ConvFE, Plan, _c, level_args, lif_decay, run_frontend
 
 
-class DPSNNPlan:
+class DPSNNPlan(Plan):
     @classmethod
     def build(cls, fe, masker, dtype, device):
         from .neurons import ALIF, LeakyIntegrator, Suppression, Threshold
@@ -57,25 +57,6 @@ class DPSNNPlan:
                 p.cpp_f += [v_th, b0, beta]
             p.cpp_w += [p.w_ro, p.b_ro, p.beta_ro, p.th_sup, p.w_mask, p.b_mask]
         return p
-
-    @staticmethod
-    def flatten_state(state):
-        """The state without the level control as the flat list of the compiled calls."""
-        (hist, pending), ms = state["frontend"], state["masker"]
-        flat = [hist, pending]
-        for h, (v1,), (v, eta, s), y in ms["blocks"]:
-            flat += [h, v1, v, eta, s, y]
-        flat.append(ms["readout"][0])
-        return flat
-
-    @staticmethod
-    def unflatten_state(r, level=False):
-        """The state dict from ``r`` = the flat state (then ``d, past`` of the level control)."""
-        def unflatten(r):
-            blocks = tuple((r[i], (r[i + 1],), (r[i + 2], r[i + 3], r[i + 4]), r[i + 5])
-                           for i in range(2, len(r) - 1, 6))
-            return {"frontend": (r[0], r[1]), "masker": {"blocks": blocks, "readout": (r[-1],)}}
-        return with_level_state(r, level, unflatten)
 
     def make_hop(self, state, level=None):
         """A ``torch.classes.snnse_step.Hop`` that continues from ``state`` (copied), or None."""

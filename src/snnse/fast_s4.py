@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from . import fast_step
-from .fast_step import STFTFE, _c, lif_decay, run_frontend
+from .fast_step import STFTFE, Plan, _c, lif_decay, run_frontend
 
 
-class S4Plan:
+class S4Plan(Plan):
     @classmethod
     def build(cls, fe, masker, dtype, device):
         from .neurons import Activation
@@ -70,17 +70,6 @@ class S4Plan:
         r = self.ops.s4_masker(feats, self.cpp_w, self.cpp_f, flat, stft, self.fe.eps if stft else 0.0)
         new_state.extend((r[i], (r[i + 1],)) for i in range(1, len(r), 2))
         return r[0]
-
-    @staticmethod
-    def flatten_state(state):
-        """The state without the level control as a flat list: history, pending, then per layer x, v."""
-        return [*state["frontend"], *(t for xs, (v,) in state["masker"] for t in (xs, v))]
-
-    @staticmethod
-    def unflatten_state(r, level=False):
-        """The state dict from ``r`` = the flat state (then ``d, past`` of the level control)."""
-        return fast_step.with_level_state(r, level, lambda r: {
-            "frontend": (r[0], r[1]), "masker": tuple((r[i], (r[i + 1],)) for i in range(2, len(r), 2))})
 
     def make_hop(self, state, level=None):
         """A ``torch.classes.snnse_step.Hop`` (STFT front-end) that continues from ``state`` (copied), or None."""

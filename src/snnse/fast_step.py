@@ -38,6 +38,8 @@ import os
 import torch
 from torch.nn.modules import module as _module
 
+from .state import StateSpec
+
 _ENV = os.environ.get("SNNSE_FAST_STEP", "auto").lower()
 _enabled = _ENV not in ("0", "false", "no", "off")
 _compiled = _ENV not in ("torch",)  # the compiled DPSNN step of snnse.fast_cpp, when it builds
@@ -158,7 +160,29 @@ def build(model):
     plan = Plan.build(fe, model.masker, params[0].dtype, params[0].device)
     if plan is not None:
         plan.dtype, plan.device = params[0].dtype, params[0].device
+        state = model.initial_state(1, params[0].device, params[0].dtype)
+        plan.spec = StateSpec({"frontend": state["frontend"], "masker": state["masker"]})
     return plan
+
+
+class Plan:
+    """What the plans share: the flat state of their compiled calls.
+
+    Attributes:
+        spec: The structure of the model's state without the level control
+            (:class:`snnse.state.StateSpec`, set by :func:`build`); its flat order is the order of
+            the compiled calls' state tensors.
+    """
+
+    spec: StateSpec
+
+    def flatten_state(self, state) -> list[torch.Tensor]:
+        """The state without the level control as the flat list of the compiled calls."""
+        return self.spec.flatten(state)
+
+    def unflatten_state(self, r, level=False) -> dict:
+        """The state dict from ``r`` = the flat state (then ``d, past`` of the level control)."""
+        return with_level_state(r, level, self.spec.unflatten)
 
 
 _REAL = (torch.float32, torch.float64)

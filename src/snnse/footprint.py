@@ -54,7 +54,7 @@ def model_footprint(model: nn.Module) -> dict:
         ``{"weights": {dtype: bytes}, "weight_bytes", "buffers": {dtype: bytes}, "buffer_bytes",
         "state_bytes", "n_state_tensors"}``.
     """
-    from .export import flatten_state
+    from .state import flatten_state
 
     weights = _by_dtype(model.parameters())
     buffers = _by_dtype(model.buffers())

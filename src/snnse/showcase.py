@@ -13,7 +13,6 @@ timings and the audio are produced.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time

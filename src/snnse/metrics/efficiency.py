@@ -37,6 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .opcount import (ACCOUNTINGS, E_AC_PJ, E_MAC_PJ, check_rates, count_ops, count_ops_dpsnn_paper, energy,
                       firing_rates, op_graph)
 from snnse.atomic import atomic_write_text
+from snnse.jsonsafe import json_safe
 
 FORMAT = "snnse.profile"
 FORMAT_VERSION = 1
@@ -321,7 +322,7 @@ def profile(model, audio: Sequence | None = None, rates: Mapping[str, float] | N
         "snnse_version": __version__,
         "model": {
             "name": getattr(model, "name", None), "source": source, "untrained": bool(untrained),
-            "kwargs": _plain(getattr(model, "kwargs", {})), "spiking": bool(model.spiking),
+            "kwargs": json_safe(getattr(model, "kwargs", {})), "spiking": bool(model.spiking),
             "sample_rate": int(model.sample_rate), "hop": int(model.hop), "frame_length": int(model.frame_length),
             "steps_per_second": graph.steps_per_second,
         },
@@ -352,17 +353,6 @@ def _first_signal(model, item) -> torch.Tensor:
         return torch.from_numpy(resample(x, sr, model.sample_rate)[0].copy())
     t = torch.as_tensor(item)
     return t.reshape(-1) if t.dim() == 1 else t[0]
-
-
-def _plain(obj):
-    """Make a value JSON/YAML friendly (tuples → lists, other objects → str)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    return str(obj)
 
 
 QUALITY_METRICS = {"si_snr_db": "sisnr", "si_snri_db": "sisnri", "dnsmos_ovrl": "dnsmos_ovrl",
