@@ -177,6 +177,9 @@ def test_card_of_a_file_and_enhance_with_it(done, tmp_path, capsys, data_dir):
     wav = data_dir / "voicebank_debug" / "noisy" / "p287_001.wav"
     assert main(["enhance", str(wav), "-o", str(tmp_path / "e.wav"), "--model", str(out), "--quiet"]) == 0
     assert sf.info(tmp_path / "e.wav").frames == sf.info(wav).frames
+    assert main(["stream", str(wav), "-o", str(tmp_path / "s.wav"), "--model", str(out)]) == 0
+    assert main(["export", str(out), "-o", str(tmp_path / "m.onnx")]) == 0
+    assert (tmp_path / "m.onnx").stat().st_size > 0
 
 
 def test_worse_than_start_keeps_the_start(done, start, user_data, monkeypatch):
