@@ -26,7 +26,9 @@ path). The steps:
    :func:`is_better` accepts a candidate only if the held-out SI-SNR rises and no other figure of
    the table falls (:data:`RULE`); of those accepted, the one with the best held-out SI-SNR is
    kept. When none is, the start is kept: ``out`` gets the start's weights, and the table says why
-   (for the best-validated candidate).
+   (for the best-validated candidate). The held-out files both choose the candidates and judge
+   them: with three candidates the verdict is slightly optimistic; a user who needs an unbiased
+   figure scores the result on files that took no part (``snnse evaluate``).
 
 ``out`` is written atomically, with ``meta["finetune"]`` (what it started from, data amounts,
 skipped files, budget, steps, time, the table, the verdict) and ``meta["recipe"]`` (so that it can
