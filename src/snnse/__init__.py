@@ -1,7 +1,11 @@
-"""snnse: speech enhancement with spiking neural networks (DPSNN, Spiking-S4, ANN twins)."""
+"""snnse: speech enhancement with spiking neural networks (DPSNN, Spiking-S4, ANN twins).
 
-__version__ = "0.1.0"
+Importing the package also imports :mod:`snnse.fast_step`, which plugs the fast streaming path
+into the models' hooks (:mod:`snnse.fastpath`): :meth:`Enhancer.step` on one hop takes it.
+"""
 
-from .models import available, get, load  # noqa: E402
+from ._version import __version__
+from .models import available, get, load
+from . import fast_step  # noqa: F401, E402  (installs the fast path in snnse.fastpath; imports the models)
 
 __all__ = ["__version__", "available", "get", "load"]

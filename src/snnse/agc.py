@@ -22,7 +22,10 @@ The state is ``(d [B, 1], past gains [B, frame_length − hop])`` in dB, all zer
 all-zeros initial state). The loop over hops is a scalar recurrence per stream: one call of the
 compiled ``level_step`` of :mod:`snnse.fast_cpp` offline and for a separate streaming step, fused
 into the compiled DPSNN and Spiking-S4 hops, and a few tensor operations per hop in PyTorch where
-that is not available (autograd through the scaled input, tracing for the ONNX export).
+that is not available (autograd through the scaled input, tracing for the ONNX export). This
+module reaches the compiled operators only through :func:`snnse.fastpath.compiled_ops` (the fast
+path, :mod:`snnse.fast_step`, fills that hook): the models import it, and the fast path imports
+the models, never the other way round.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import math
 
 import torch
 
-from . import fast_cpp, fast_step
+from . import fastpath
 
 _DB = math.log(10.0) / 20.0  # 10^(g/20) = exp(g · _DB)
 
@@ -103,10 +106,8 @@ class LevelControl:
     @staticmethod
     def _compiled(x: torch.Tensor):
         """The compiled operators if ``x`` may use them (CPU, fast path on, compiled allowed, not
-        tracing), else None."""
-        if x.device.type == "cpu" and fast_step.enabled() and fast_step.compiled() and not fast_step._tracing():
-            return fast_cpp.load()
-        return None
+        tracing: :func:`snnse.fastpath.compiled_ops`), else None."""
+        return fastpath.compiled_ops() if x.device.type == "cpu" else None
 
     def step(self, chunk: torch.Tensor, state) -> tuple[torch.Tensor, torch.Tensor, tuple]:
         """``chunk [B, k·hop]`` → (the chunk times its gains, output divisors ``[B, k·hop]``, new state).

@@ -117,8 +117,8 @@ class _RealIDFT(torch.autograd.Function):
 def _stft_dft_consts(fe) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(analysis window ``[L]``, ``c [K, 1]``, synthesis window ``[L]``) of an STFT front-end: the
     windows read off its Fourier matrices as the fast streaming path does
-    (:class:`snnse.fast_step.STFTFE`), ``c_k`` = 1 at DC and Nyquist, else 2."""
-    from .fast_step import STFTFE
+    (:class:`snnse.fast_plan.STFTFE`), ``c_k`` = 1 at DC and Nyquist, else 2."""
+    from .fast_plan import STFTFE
 
     plan = STFTFE(fe)
     window = plan.window if plan.window is not None else torch.ones_like(plan.synth)

@@ -1,4 +1,5 @@
-"""The fast one-hop plan of DPSNN (see :mod:`snnse.fast_step`).
+"""The fast one-hop plan of DPSNN (see :mod:`snnse.fast_step`, which registers it for
+:class:`~snnse.models.dpsnn.DPSNNMasker`).
 
 Same arithmetic as :class:`~snnse.models.dpsnn.DPSNNMasker` on one frame, operation for
 operation where that is free (so spikes and outputs agree with the module path to float
@@ -12,15 +13,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import fast_step
-from .fast_step import ConvFE, Plan, _c, level_args, lif_decay, run_frontend
+from . import fast_cpp
+from .fast_plan import ConvFE, Plan, const, level_args, lif_decay, run_frontend
+from .models.dpsnn import DPSNNMasker
+from .neurons import ALIF, LeakyIntegrator, Suppression, Threshold
 
 
 class DPSNNPlan(Plan):
     @classmethod
-    def build(cls, fe, masker, dtype, device):
-        from .neurons import ALIF, LeakyIntegrator, Suppression, Threshold
-
+    def build(cls, fe, masker: DPSNNMasker, dtype, device, compiled: bool = True):
+        """The plan of ``masker`` after the front-end plan ``fe``, or None (not supported); with
+        ``compiled``, the compiled step of :mod:`snnse.fast_cpp` where it applies and builds."""
         if type(masker.proj_unit) is not Threshold or type(masker.readout_unit) is not LeakyIntegrator \
                 or type(masker.suppress) is not Suppression:
             return None
@@ -31,24 +34,22 @@ class DPSNNPlan(Plan):
                 return None
             u = b.srnn_unit
             blocks.append((
-                _c(b.scnn.weight.view(b.channels, b.kernel)), _c(b.scnn.bias), *plif,
-                _c(b.srnn_in.weight.T), _c(b.srnn_in.bias + b.srnn_rec.bias), _c(b.srnn_rec.weight.T),
-                _c(torch.sigmoid(u.a)), _c(torch.sigmoid(u.r)), u.b0, u.beta,
+                const(b.scnn.weight.view(b.channels, b.kernel)), const(b.scnn.bias), *plif,
+                const(b.srnn_in.weight.T), const(b.srnn_in.bias + b.srnn_rec.bias), const(b.srnn_rec.weight.T),
+                const(torch.sigmoid(u.a)), const(torch.sigmoid(u.r)), u.b0, u.beta,
             ))
         p = cls()
         p.fe, p.blocks = fe, tuple(blocks)
         p.suffix = [str(i) if len(blocks) > 1 else "" for i in range(len(blocks))]
         n = masker.norm
-        p.norm = (n.normalized_shape, _c(n.weight), _c(n.bias), n.eps)
-        p.w_proj, p.b_proj, p.th_proj = _c(masker.proj.weight.T), _c(masker.proj.bias), _c(masker.proj_unit.threshold)
-        p.w_ro, p.b_ro = _c(masker.readout.weight.T), _c(masker.readout.bias)
-        p.beta_ro = _c(torch.sigmoid(masker.readout_unit.b))
-        p.th_sup = _c(masker.suppress.threshold)
-        p.w_mask, p.b_mask = _c(masker.mask.weight.T), _c(masker.mask.bias)
+        p.norm = (n.normalized_shape, const(n.weight), const(n.bias), n.eps)
+        p.w_proj, p.b_proj, p.th_proj = const(masker.proj.weight.T), const(masker.proj.bias), const(masker.proj_unit.threshold)
+        p.w_ro, p.b_ro = const(masker.readout.weight.T), const(masker.readout.bias)
+        p.beta_ro = const(torch.sigmoid(masker.readout_unit.b))
+        p.th_sup = const(masker.suppress.threshold)
+        p.w_mask, p.b_mask = const(masker.mask.weight.T), const(masker.mask.bias)
         p.ops = None
-        if isinstance(fe, ConvFE) and device.type == "cpu" and fast_step.compiled():
-            from . import fast_cpp
-
+        if isinstance(fe, ConvFE) and device.type == "cpu" and compiled:
             p.ops = fast_cpp.load()
             p.cpp_w = [fe.w_enc, fe.b_enc, fe.w_dec, fe.b_dec, p.norm[1], p.norm[2], p.w_proj, p.b_proj, p.th_proj]
             p.cpp_f = [float(p.norm[3])]

@@ -1,4 +1,5 @@
-"""The fast one-hop plan of Spiking-S4 (see :mod:`snnse.fast_step`).
+"""The fast one-hop plan of Spiking-S4 (see :mod:`snnse.fast_step`, which registers it for
+:class:`~snnse.models.spiking_s4.SpikingS4Masker`).
 
 Same arithmetic as :class:`~snnse.models.spiking_s4.SpikingS4Masker` on one frame. The S4D
 recurrence ``x ← dA·x + dB·u``, ``y = 2 Re Σ C x + D u`` keeps its complex state; ``dB·u`` is
@@ -13,16 +14,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import fast_step
-from .fast_step import STFTFE, Plan, _c, lif_decay, run_frontend
+from . import fast_cpp
+from .fast_plan import STFTFE, Plan, const, level_args, lif_decay, run_frontend
+from .models.spiking_s4 import SpikingS4Masker
+from .neurons import Activation
+from .ssm import S4D
 
 
 class S4Plan(Plan):
     @classmethod
-    def build(cls, fe, masker, dtype, device):
-        from .neurons import Activation
-        from .ssm import S4D
-
+    def build(cls, fe, masker: SpikingS4Masker, dtype, device, compiled: bool = True):
+        """The plan of ``masker`` after the front-end plan ``fe``, or None (not supported); with
+        ``compiled``, the compiled masker of :mod:`snnse.fast_cpp` where it applies and builds."""
         layers = []
         for layer in masker.layers:
             if type(layer.s4) is not S4D:
@@ -36,19 +39,17 @@ class S4Plan(Plan):
             c2 = torch.view_as_real(C) * torch.tensor([2.0, -2.0], dtype=dtype, device=device)
             n = layer.norm
             layers.append((
-                _c(dA), _c(torch.view_as_real(dB).flatten(-2)), _c(c2.flatten(-2)), _c(layer.s4.D),
-                _c(layer.emission.weight.T), _c(layer.emission.bias), *unit,
-                n.normalized_shape, _c(n.weight), _c(n.bias), n.eps,
+                const(dA), const(torch.view_as_real(dB).flatten(-2)), const(c2.flatten(-2)), const(layer.s4.D),
+                const(layer.emission.weight.T), const(layer.emission.bias), *unit,
+                n.normalized_shape, const(n.weight), const(n.bias), n.eps,
             ))
         p = cls()
         p.fe, p.layers = fe, tuple(layers)
         w = masker.encoder.weight
-        p.w_enc, p.b_enc = _c(w.T), _c(masker.encoder.bias - masker.input_offset * w.sum(1))
-        p.w_dec, p.b_dec = _c(masker.decoder.weight.T), _c(masker.decoder.bias + 1.0)
+        p.w_enc, p.b_enc = const(w.T), const(masker.encoder.bias - masker.input_offset * w.sum(1))
+        p.w_dec, p.b_dec = const(masker.decoder.weight.T), const(masker.decoder.bias + 1.0)
         p.ops = None
-        if device.type == "cpu" and fast_step.compiled() and all(layer[7] is not None for layer in layers):
-            from . import fast_cpp
-
+        if device.type == "cpu" and compiled and all(layer[7] is not None for layer in layers):
             p.ops = fast_cpp.load()
             p.cpp_w, p.cpp_f = [p.w_enc, p.b_enc], []
             p.cpp_w_hop = [p.w_enc, p.b_enc]  # the same, with the S4D constants mode-major for the Hop
@@ -56,9 +57,9 @@ class S4Plan(Plan):
                 # the S4D constants of a channel as unit-stride rows: Re dA, Im dA, Re dB, Im dB, 2 Re C, -2 Im C
                 s4d = torch.stack([torch.view_as_real(dA).movedim(-1, 1), dB.view(dB.shape[0], -1, 2).movedim(-1, 1),
                                    c2.view(c2.shape[0], -1, 2).movedim(-1, 1)], 1)
-                p.cpp_w += [_c(s4d.flatten(1, 2)), D, w_em, b_em, k, g, b]
+                p.cpp_w += [const(s4d.flatten(1, 2)), D, w_em, b_em, k, g, b]
                 p.cpp_f += [v_th, float(eps)]
-                p.cpp_w_hop += [_c(s4d.flatten(1, 2).permute(1, 2, 0)), D, w_em, b_em, k, g, b]  # [6, M, D]
+                p.cpp_w_hop += [const(s4d.flatten(1, 2).permute(1, 2, 0)), D, w_em, b_em, k, g, b]  # [6, M, D]
             p.cpp_w += [p.w_dec, p.b_dec]
             p.cpp_w_hop += [p.w_dec, p.b_dec]
         return p
@@ -76,7 +77,7 @@ class S4Plan(Plan):
         if self.ops is None or not isinstance(self.fe, STFTFE) or not state["masker"][0][0].is_complex():
             return None
         fe = self.fe
-        lvl, lp = fast_step.level_args(state, level)
+        lvl, lp = level_args(state, level)
         return torch.classes.snnse_step.Hop(1, self.cpp_w_hop, self.cpp_f, self.flatten_state(state), lvl, lp,
                                             fe.window, fe.synth, float(fe.eps))
 
@@ -84,7 +85,7 @@ class S4Plan(Plan):
         """The whole hop with the STFT front-end as one call of ``torch.ops.snnse_step.s4_stft_step``,
         with the input level control ``level`` fused in when given."""
         fe, (hist, pending, *flat) = self.fe, self.flatten_state(state)
-        lvl, lp = fast_step.level_args(state, level)
+        lvl, lp = level_args(state, level)
         r = self.ops.s4_stft_step(chunk, hist, pending, fe.window, fe.synth, self.cpp_w, self.cpp_f, flat, fe.eps,
                                   lvl, lp)
         return r[0], self.unflatten_state(r[1:], level is not None)

@@ -28,6 +28,15 @@ path); the environment variable ``SNNSE_FAST_STEP=0`` disables it. When no activ
 on the CPU, the DPSNN plan (learned front-end) and the Spiking-S4 plan (LIF/PLIF units) call the
 compiled steps of :mod:`snnse.fast_cpp` if those build (once, cached); :func:`set_compiled` or
 ``SNNSE_FAST_STEP=torch`` keep everything in PyTorch.
+
+Where it plugs in: the imports go one way, from the fast path to the models. This module imports
+the models and the plans (:mod:`snnse.fast_dpsnn`, :mod:`snnse.fast_s4`, built from the blocks of
+:mod:`snnse.fast_plan`), keeps one plan class per masker type in :data:`PLANS`, and on import
+installs :func:`hop_plan`, :func:`invalidate` and :func:`compiled_ops` as the hooks of
+:mod:`snnse.fastpath`, the low layer that :meth:`Enhancer.step` (``snnse.models.base``) and the
+level control (:mod:`snnse.agc`) call; ``snnse/__init__.py`` imports this module, so the hooks
+are set whenever snnse is imported. :func:`stream_hop` makes the compiled ``Hop`` of a stream
+(:class:`snnse.streaming.Streamer`).
 """
 
 from __future__ import annotations
@@ -38,7 +47,20 @@ import os
 import torch
 from torch.nn.modules import module as _module
 
+from . import fast_cpp, fastpath
+from .fast_dpsnn import DPSNNPlan
+from .fast_plan import (  # noqa: F401  (re-exported: the building blocks used to live here)
+    STFTFE, ConvFE, Plan, frontend_plan, level_args, lif_decay, run_frontend, with_level_state)
+from .fast_s4 import S4Plan
+from .models.base import Enhancer
+from .models.dpsnn import DPSNNMasker
+from .models.spiking_s4 import SpikingS4Masker
 from .state import StateSpec
+
+# One plan class per masker type (``type(model.masker)``, exactly): ``Plan.build(fe, masker, dtype,
+# device, compiled)`` returns the plan or None (configuration not supported: the module path).
+PLANS: dict[type, type] = {DPSNNMasker: DPSNNPlan, SpikingS4Masker: S4Plan}
+_REAL = (torch.float32, torch.float64)
 
 _ENV = os.environ.get("SNNSE_FAST_STEP", "auto").lower()
 _enabled = _ENV not in ("0", "false", "no", "off")
@@ -88,13 +110,6 @@ def disabled():
         set_enabled(old)
 
 
-_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
-
-
-def _tracing() -> bool:
-    return torch.jit.is_tracing() or torch.jit.is_scripting() or _compiling()
-
-
 class _Cache:
     """The plan and what it was built from. A copied or unpickled model gets an empty cache."""
 
@@ -106,7 +121,7 @@ class _Cache:
 
 def plan_for(model):
     """The cached plan of ``model`` (rebuilt if the weights changed), or None (module path)."""
-    if not _enabled or _tracing():
+    if not _enabled or fastpath.tracing():
         return None
     c = model.__dict__.get("_fast_step_cache")
     if c is not None and c.gen == _generation[0]:
@@ -142,22 +157,16 @@ def invalidate(model) -> None:
 
 def build(model):
     """A plan for ``model`` (an :class:`~snnse.models.base.Enhancer`), or None if unsupported."""
-    from .models.dpsnn import DPSNNMasker
-    from .models.spiking_s4 import SpikingS4Masker
-
     params = list(model.parameters())
     if not params or len({(p.dtype, p.device) for p in params}) != 1 or params[0].dtype not in _REAL:
         return None
-    fe = _frontend_plan(model.frontend)
+    fe = frontend_plan(model.frontend)
     if fe is None:
         return None
-    if type(model.masker) is DPSNNMasker:
-        from .fast_dpsnn import DPSNNPlan as Plan
-    elif type(model.masker) is SpikingS4Masker:
-        from .fast_s4 import S4Plan as Plan
-    else:
+    cls = PLANS.get(type(model.masker))
+    if cls is None:
         return None
-    plan = Plan.build(fe, model.masker, params[0].dtype, params[0].device)
+    plan = cls.build(fe, model.masker, params[0].dtype, params[0].device, _compiled)
     if plan is not None:
         plan.dtype, plan.device = params[0].dtype, params[0].device
         state = model.initial_state(1, params[0].device, params[0].dtype)
@@ -165,120 +174,43 @@ def build(model):
     return plan
 
 
-class Plan:
-    """What the plans share: the flat state of their compiled calls.
-
-    Attributes:
-        spec: The structure of the model's state without the level control
-            (:class:`snnse.state.StateSpec`, set by :func:`build`); its flat order is the order of
-            the compiled calls' state tensors.
-    """
-
-    spec: StateSpec
-
-    def flatten_state(self, state) -> list[torch.Tensor]:
-        """The state without the level control as the flat list of the compiled calls."""
-        return self.spec.flatten(state)
-
-    def unflatten_state(self, r, level=False) -> dict:
-        """The state dict from ``r`` = the flat state (then ``d, past`` of the level control)."""
-        return with_level_state(r, level, self.spec.unflatten)
-
-
-_REAL = (torch.float32, torch.float64)
-
-
-def _c(t: torch.Tensor) -> torch.Tensor:
-    """A detached contiguous copy (constants never alias the parameters)."""
-    return t.detach().clone().contiguous()
-
-
-def lif_decay(unit):
-    """``(decay, threshold)`` of a LIF/PLIF in its default form (``decay_input``, hard reset to 0),
-    or None for any other configuration."""
-    from .neurons import LIF
-
-    if not isinstance(unit, LIF) or not unit.decay_input or unit.v_reset != 0.0 or unit.reset != "hard":
+def hop_plan(model, chunk):
+    """The plan of ``model`` for ``chunk`` (one hop, no autograd, the plan's dtype and device), or None:
+    what :meth:`Enhancer.step` gets through :func:`snnse.fastpath.hop_plan`."""
+    if chunk.shape[-1] != model.frontend.hop or torch.is_grad_enabled():
         return None
-    return _c(unit.decay()), float(unit.v_threshold)
+    plan = plan_for(model)
+    if plan is None or chunk.dtype != plan.dtype or chunk.device != plan.device:
+        return None
+    return plan
 
 
-# ---- front-ends --------------------------------------------------------------------------------
-class ConvFE:
-    """Learned encoder/decoder on one frame ``[B, L]``."""
-
-    def __init__(self, fe):
-        self.hop, self.overlap = fe.hop, fe.overlap
-        self.w_enc, self.b_enc = _c(fe.encoder.weight.T), _c(fe.encoder.bias)
-        self.w_dec, self.b_dec = _c(fe.decoder.weight.T), _c(fe.decoder_bias)
-
-    def analyze(self, frame):
-        w = torch.addmm(self.b_enc, frame, self.w_enc).relu_()
-        return w, w
-
-    def synthesize(self, mask, ctx):
-        return torch.mm(ctx * mask, self.w_dec)
-
-    def finalize(self, y):
-        return y + self.b_dec
-
-
-class STFTFE:
-    """STFT/iSTFT on one frame with ``rfft``/``irfft`` (the front-end's matrices are this transform)."""
-
-    def __init__(self, fe):
-        self.hop, self.overlap, self.n_fft, self.eps = fe.hop, fe.overlap, fe.frame_length, fe.eps
-        a = fe.analysis_weight
-        w = a[0]  # row k = 0: cos(0)·w = the analysis window
-        self.window = None if bool((w == 1).all()) else _c(w)
-        # synthesis row 0 is w / (n_fft · gain): the window and the overlap-add gain per sample
-        self.synth = _c(fe.synthesis_weight[0] * fe.frame_length)
-
-    def analyze(self, frame):
-        spec = torch.fft.rfft(frame if self.window is None else frame * self.window)
-        r = torch.view_as_real(spec)
-        return (r * r).sum(-1).add_(self.eps).sqrt_(), spec
-
-    def synthesize(self, mask, spec):
-        return torch.fft.irfft(spec * mask, n=self.n_fft).mul_(self.synth)
-
-    def finalize(self, y):
-        return y
+def stream_hop(model, chunk: torch.Tensor, state: dict):
+    """For :class:`snnse.streaming.Streamer`: ``(plan, hop)``, a compiled
+    ``torch.classes.snnse_step.Hop`` that continues from ``state`` (copied) for one-hop chunks like
+    ``chunk`` of ``model`` (an :class:`~snnse.models.base.Enhancer`), and the plan it was made
+    from; None where the fast path is not compiled (or ``model`` is not an Enhancer).
+    ``hop.step`` raises ``RuntimeError("snnse Hop: weights changed")`` once a parameter or buffer
+    was changed in place or replaced; a registration anywhere bumps :func:`generation`: in both
+    cases, make a new one."""
+    if not isinstance(model, Enhancer):
+        return None
+    plan = hop_plan(model, chunk)
+    if plan is None:
+        return None
+    hop = plan.make_hop(state, model.level)
+    if hop is None:
+        return None
+    hop.watch(watched(model))  # it stops (an error) when the weights change
+    return plan, hop
 
 
-def _frontend_plan(fe):
-    from .frontends import ConvFrontend, STFTFrontend
-
-    if type(fe) is ConvFrontend:
-        return ConvFE(fe)
-    if type(fe) is STFTFrontend:
-        return STFTFE(fe)
+def compiled_ops():
+    """The compiled operators of :mod:`snnse.fast_cpp` if the fast path may use them now (enabled,
+    compiled allowed, not tracing), else None: the input level control's (:mod:`snnse.agc`)."""
+    if _enabled and _compiled and not fastpath.tracing():
+        return fast_cpp.load()
     return None
 
 
-def level_args(state, level):
-    """The compiled calls' level-control arguments: ``([d, past], params)``, or ``([], [])`` without one."""
-    return (list(state["level"]), level.params) if level is not None else ([], [])
-
-
-def with_level_state(r, level, unflatten):
-    """The state dict from a compiled call's flat state ``r``: ``unflatten(r)``, plus ``"level"`` from
-    the last two tensors when ``level`` (the level control's ``d, past``)."""
-    if not level:
-        return unflatten(r)
-    return {"level": (r[-2], r[-1]), **unflatten(r[:-2])}
-
-
-def run_frontend(fe, chunk, state, analyze_mask):
-    """Frame ``chunk [B, hop]`` with the history, analyse, mask (``analyze_mask(feats) -> mask``),
-    synthesise and overlap-add. Returns ``(out [B, hop], (history, pending))``."""
-    hist, pending = state
-    buf = torch.cat([hist, chunk], 1)
-    feats, ctx = fe.analyze(buf)
-    y = fe.synthesize(analyze_mask(feats), ctx)
-    ov, hop = fe.overlap, fe.hop
-    if ov == hop:  # the pending half is all that overlaps the samples now final
-        return fe.finalize(y[:, :hop] + pending), (buf[:, hop:], y[:, hop:])
-    if ov:
-        y[:, :ov].add_(pending)
-    return fe.finalize(y[:, :hop]), (buf[:, hop:], y[:, hop:])
+fastpath.install(hop_plan, invalidate, compiled_ops)  # Enhancer.step and snnse.agc reach the fast path

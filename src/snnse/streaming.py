@@ -15,12 +15,13 @@ path of :mod:`snnse.fast_step` (under ``torch.no_grad``/``torch.inference_mode``
 
 Where the model's fast path is compiled (:mod:`snnse.fast_cpp`: DPSNN with its learned front-end,
 Spiking-S4 with the STFT, on the CPU), a run of one-hop calls goes through one
-``torch.classes.snnse_step.Hop`` object: it gets the weights once and keeps this stream's state,
-updated in place, so that a hop is one call with one tensor in and one out (no per-hop lists of
-weights and state tensors, no state dict). The state is still explicit and owned by the stream:
-:attr:`Streamer.state` returns it (a copy, with the module path's structure) and assigning it
-continues from the given state; a call that brings several hops, :meth:`Streamer.flush`,
-recording, autograd or changed weights take the general path from the same state.
+``torch.classes.snnse_step.Hop`` object (made by :func:`snnse.fast_step.stream_hop`): it gets
+the weights once and keeps this stream's state, updated in place, so that a hop is one call with
+one tensor in and one out (no per-hop lists of weights and state tensors, no state dict). The
+state is still explicit and owned by the stream: :attr:`Streamer.state` returns it (a copy, with
+the module path's structure) and assigning it continues from the given state; a call that brings
+several hops, :meth:`Streamer.flush`, recording, autograd or changed weights take the general
+path from the same state.
 """
 
 from __future__ import annotations
@@ -91,12 +92,11 @@ class Streamer:
                     if "weights changed" not in str(err):
                         raise
             self.state = self.state  # continue from the same state with a new Hop (or the general path)
-        make = getattr(self.model, "stream_hop", None)
-        if make is None or self.record:
+        if self.record:
             return None
         if self._state is None:
             self._state = self.model.initial_state(self.batch, x.device, x.dtype)
-        made = make(x if x.dim() == 2 else x[None], self._state)
+        made = fast_step.stream_hop(self.model, x if x.dim() == 2 else x[None], self._state)  # None: not an Enhancer
         if made is None:
             return None
         # (plan, Hop, level control, generation, dtype, the Hop's bound step: ~3 µs less per call than hop.step)

@@ -35,7 +35,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .. import agc, fast_step
+from .. import agc, fastpath
+from .._version import __version__
 from ..frontends import Frontend
 from ..atomic import atomic_path
 
@@ -139,56 +140,30 @@ class Enhancer(nn.Module):
     def step(self, chunk: torch.Tensor, state: dict, record: dict | None = None) -> tuple[torch.Tensor, dict]:
         """Consume ``chunk [B, k·hop]``; return the ``k·hop`` output samples that became final.
 
-        One hop without autograd takes the fast path of :mod:`snnse.fast_step` (same result up to
-        float rounding, same state structure); everything else runs through the modules. With a
-        level control (:meth:`set_level_control`) the chunk is scaled before and the output after.
+        One hop without autograd takes the fast path (:mod:`snnse.fast_step`, reached through the
+        hook :func:`snnse.fastpath.hop_plan`; same result up to float rounding, same state
+        structure); everything else runs through the modules (:meth:`module_step`). With a level
+        control (:meth:`set_level_control`) the chunk is scaled before and the output after.
         """
+        plan = fastpath.hop_plan(self, chunk)
         if self.level is None:
-            return self._step(chunk, state, record)
-        res = self._fast_step(chunk, state, record, self.level)  # the compiled hop, level control fused in
-        if res is not None:
-            return res
+            if plan is not None:
+                res = plan.step(chunk, state, record)
+                if res is not None:
+                    return res
+            out, new, _ = self.module_step(chunk, state, record)
+            return out, new
+        if plan is not None:
+            res = plan.step(chunk, state, record, level=self.level)  # the compiled hop, level control fused in
+            if res is not None:
+                return res
         scaled, g_out, level = self.level.step(chunk, state["level"])
-        out, new = self._step(scaled, state, record)
+        res = plan.step(scaled, state, record) if plan is not None else None
+        if res is None:
+            res = self.module_step(scaled, state, record)
+        out, new = res[0], res[1]
         new["level"] = level
         return out / g_out, new
-
-    def _fast_plan(self, chunk):
-        """The plan of :mod:`snnse.fast_step` for ``chunk`` (one hop, no autograd, its dtype and device), or None."""
-        if chunk.shape[-1] != self.frontend.hop or torch.is_grad_enabled():
-            return None
-        plan = fast_step.plan_for(self)
-        if plan is None or chunk.dtype != plan.dtype or chunk.device != plan.device:
-            return None
-        return plan
-
-    def _fast_step(self, chunk, state, record, level=None):
-        """The fast path of :mod:`snnse.fast_step` for one hop without autograd, or None."""
-        plan = self._fast_plan(chunk)
-        return None if plan is None else plan.step(chunk, state, record, level=level)
-
-    def stream_hop(self, chunk: torch.Tensor, state: dict):
-        """For :class:`snnse.streaming.Streamer`: ``(plan, hop)``, a compiled
-        ``torch.classes.snnse_step.Hop`` that continues from ``state`` (copied) for one-hop chunks
-        like ``chunk``, and the plan it was made from; None where the fast path is not compiled.
-        ``hop.step`` raises ``RuntimeError("snnse Hop: weights changed")`` once a parameter or
-        buffer was changed in place or replaced; a registration anywhere bumps
-        ``fast_step.generation()``: in both cases, make a new one."""
-        plan = self._fast_plan(chunk)
-        if plan is None:
-            return None
-        hop = plan.make_hop(state, self.level)
-        if hop is None:
-            return None
-        hop.watch(fast_step.watched(self))  # it stops (an error) when the weights change
-        return plan, hop
-
-    def _step(self, chunk: torch.Tensor, state: dict, record: dict | None = None) -> tuple[torch.Tensor, dict]:
-        res = self._fast_step(chunk, state, record)
-        if res is not None:
-            return res
-        out, new, _ = self.module_step(chunk, state, record)
-        return out, new
 
     def module_step(self, chunk: torch.Tensor, state: dict, record: dict | None = None):
         """:meth:`step` through the modules (autograd, no level control, never the fast path),
@@ -206,8 +181,8 @@ class Enhancer(nn.Module):
         new = {"frontend": (hist, pending), "masker": mstate}
         return out, new, {"mask": mask, "features": feats}
 
-    def _apply(self, fn, recurse=True):  # .to(), .double(), .cuda(): rebuild the fast-step constants
-        fast_step.invalidate(self)
+    def _apply(self, fn, recurse=True):  # .to(), .double(), .cuda(): the fast path rebuilds its constants
+        fastpath.invalidate(self)
         return super()._apply(fn, recurse)
 
     # ---- persistence ----------------------------------------------------------------------
@@ -215,8 +190,6 @@ class Enhancer(nn.Module):
         """The self-describing checkpoint dict (see the module docstring)."""
         if self.name is None:
             raise ValueError("only models built through snnse.models.get() can be saved")
-        from .. import __version__
-
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
