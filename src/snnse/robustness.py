@@ -492,7 +492,7 @@ OUTPUTS = ("robustness.json", "robustness.md", "robustness.png")
 def write_report(report: dict, out, dpi: int = 200) -> list[Path]:
     """Write :data:`OUTPUTS` to folder ``out``, each atomically; return their paths."""
     from snnse.atomic import atomic_write_text
-    from snnse.robustness_plot import figure, markdown
+    from snnse.plots.robustness import figure, markdown
 
     out = Path(out)
     data = {k: v for k, v in report.items() if not k.startswith("_")}
@@ -538,7 +538,7 @@ def run(args) -> int:
     except OSError as err:
         eprint(f"error: {args.output}: cannot write the outputs ({err})")
         return 1
-    from snnse.robustness_plot import markdown
+    from snnse.plots.robustness import markdown
 
     print("\n\n".join(t for t in markdown(report).split("\n\n") if t.startswith("|")))
     verdict = ", ".join(f"{s}: {'pass' if v['pass'] else 'FAIL'}" for s, v in report["targets"].items())
