@@ -10,6 +10,7 @@ import torch
 
 import snnse
 from snnse import finetune as ft
+from snnse.finetune import procedure
 from snnse.cli import main
 
 
@@ -117,7 +118,7 @@ def test_too_little_speech_says_how_much_is_needed(user_data):
 
 def test_high_learning_rate_warns_and_unknown_recipe_fails(start, user_data, tmp_path, monkeypatch):
     said = []
-    monkeypatch.setattr(ft, "Data", lambda *a, **k: (_ for _ in ()).throw(ft.FinetuneError("stop here")))
+    monkeypatch.setattr(procedure, "Data", lambda *a, **k: (_ for _ in ()).throw(ft.FinetuneError("stop here")))
     with pytest.raises(ft.FinetuneError, match="stop here"):
         _run(start, user_data, tmp_path / "a.pt", lr=1e-1, notice=said.append)
     assert any("100x the recipe's" in s for s in said)
@@ -184,7 +185,7 @@ def test_card_of_a_file_and_enhance_with_it(done, tmp_path, capsys, data_dir):
 
 def test_worse_than_start_keeps_the_start(done, start, user_data, monkeypatch):
     res, out = done
-    monkeypatch.setattr(ft, "is_better", lambda table, start="start", new="finetuned": (False, ["forced for the test"]))
+    monkeypatch.setattr(procedure, "is_better", lambda table, start="start", new="finetuned": (False, ["forced for the test"]))
     again = out.with_name("kept.pt")
     r = _run(start, user_data, again, work=res["work"], resume=True)  # the budget is spent: judging only
     assert not r["accepted"] and r["steps"] == 2
