@@ -19,13 +19,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 
 # Cycles (as sorted module lists) that remain, each with the reason it is still there; any other
 # cycle fails, and an entry whose cycle is gone fails too (take it off the list).
-ALLOWED: dict[tuple[str, ...], str] = {
-    # `snnse evaluate --robustness` dispatches to robustness.run (inside evaluate.run), and the
-    # robustness suite reuses evaluate's private enhancement and scoring pipeline (_Pipeline,
-    # _score, _init_worker, _implementations, _model_desc; all imported inside functions, so it
-    # imports fine). To break: move that pipeline (~160 lines) into a module of its own below both.
-    ("snnse.evaluate", "snnse.robustness"): "robustness reuses evaluate's private pipeline",
-}
+ALLOWED: dict[tuple[str, ...], str] = {}  # none left (evaluate <-> robustness was broken by evaluation_pipeline)
 
 
 def modules() -> dict[str, Path]:

@@ -171,7 +171,7 @@ def make_systems(model=None, baselines: Sequence[str] = (), sample_rate: int = 1
                  notice: Callable[[str], None] | None = None) -> dict[str, Callable]:
     """``{name: f(input [T]) -> output [T]}``: ``input`` (identity), the baselines, the model."""
     from snnse.baselines import get as baseline
-    from snnse.evaluate import _Pipeline
+    from snnse.evaluation_pipeline import _Pipeline
 
     systems: dict[str, Callable] = {INPUT: lambda x: x}
     for name in dict.fromkeys(baselines):
@@ -189,7 +189,7 @@ class _Scorer:
     """Metric jobs ``key -> (values | None, error | None)`` in worker processes, with the cache."""
 
     def __init__(self, workers: int, sample_rate: int, cache: bool, cache_dir=None):
-        from snnse.evaluate import _implementations
+        from snnse.evaluation_pipeline import _implementations
 
         self.sr, self.results, self.pending, self.pool, self.store = sample_rate, {}, {}, None, None
         self.workers = max(1, int(workers))
@@ -201,13 +201,13 @@ class _Scorer:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            from snnse.evaluate import _init_worker
+            from snnse.evaluation_pipeline import _init_worker
 
             ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
             self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker)
 
     def submit(self, key, clean: np.ndarray, est: np.ndarray) -> None:
-        from snnse.evaluate import _score
+        from snnse.evaluation_pipeline import _score
 
         ckey = self.store.key(clean, est, self.sr) if self.store is not None else None
         hit = self.store.get(ckey, METRICS) if ckey is not None else None
@@ -305,7 +305,7 @@ def run_suite(clean=DEFAULT_CLEAN, noise=DEFAULT_NOISE, *, model=None, baselines
         ValueError: An unknown baseline.
     """
     from snnse.cliutil import UsageError, load_model
-    from snnse.evaluate import _model_desc
+    from snnse.evaluation_pipeline import _model_desc
 
     settings = settings or Settings()
     if seed < 0 or mode not in ("stream", "offline"):
@@ -416,7 +416,7 @@ def _versions() -> dict:
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
-    from snnse.evaluate import _implementations
+    from snnse.evaluation_pipeline import _implementations
 
     def ver(pkg: str) -> str | None:
         try:
