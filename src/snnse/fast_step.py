@@ -23,11 +23,15 @@ it knows (spiking DPSNN with ``H = B``, Spiking-S4 and its ANN twin, either fron
 else takes the module path, which stays the reference. Spikes and outputs equal the module path
 up to float rounding (``tests/test_fast_step.py``).
 
-:func:`enabled` / :func:`set_enabled` / :func:`disabled` switch it (e.g. to time the module
-path); the environment variable ``SNNSE_FAST_STEP=0`` disables it. When no activity is recorded,
-on the CPU, the DPSNN plan (learned front-end) and the Spiking-S4 plan (LIF/PLIF units) call the
-compiled steps of :mod:`snnse.fast_cpp` if those build (once, cached); :func:`set_compiled` or
-``SNNSE_FAST_STEP=torch`` keep everything in PyTorch.
+The tier comes from the one backend switch, :mod:`snnse.backends` (``SNNSE_BACKEND``, read
+when this module is imported; ``snnse.set_backend`` at run time): ``reference`` takes the module
+path, ``torch`` the PyTorch plans, ``cpp`` / ``auto`` (default) the compiled steps of
+:mod:`snnse.fast_cpp` where those build (once, cached; used on the CPU when no activity is
+recorded, by the DPSNN plan with the learned front-end and the Spiking-S4 plan with LIF/PLIF
+units). The deprecated ``SNNSE_FAST_STEP`` (``0`` / ``torch`` / ``auto``) still works, with a
+warning. Finer streaming-only switches: :func:`enabled` / :func:`set_enabled` / :func:`disabled`
+(e.g. to time the module path) and :func:`compiled` / :func:`set_compiled`; ``snnse.set_backend``
+resets them (the last call wins).
 
 Where it plugs in: the imports go one way, from the fast path to the models. This module imports
 the models and the plans (:mod:`snnse.fast_dpsnn`, :mod:`snnse.fast_s4`, built from the blocks of
@@ -42,12 +46,11 @@ are set whenever snnse is imported. :func:`stream_hop` makes the compiled ``Hop`
 from __future__ import annotations
 
 import contextlib
-import os
 
 import torch
 from torch.nn.modules import module as _module
 
-from . import fast_cpp, fastpath
+from . import backends, fast_cpp, fastpath
 from .fast_dpsnn import DPSNNPlan
 from .fast_plan import (  # noqa: F401  (re-exported: the building blocks used to live here)
     STFTFE, ConvFE, Plan, frontend_plan, level_args, lif_decay, run_frontend, with_level_state)
@@ -62,9 +65,9 @@ from .state import StateSpec
 PLANS: dict[type, type] = {DPSNNMasker: DPSNNPlan, SpikingS4Masker: S4Plan}
 _REAL = (torch.float32, torch.float64)
 
-_ENV = os.environ.get("SNNSE_FAST_STEP", "auto").lower()
-_enabled = _ENV not in ("0", "false", "no", "off")
-_compiled = _ENV not in ("torch",)  # the compiled DPSNN step of snnse.fast_cpp, when it builds
+_TIER = backends.tier("streaming")  # SNNSE_BACKEND (or the deprecated SNNSE_FAST_STEP), read at import
+_enabled = _TIER != "reference"  # the plans (else the module path)
+_compiled = _TIER != "torch"  # the compiled steps of snnse.fast_cpp, when they build (and plans are on)
 _generation = [0]  # bumped whenever any parameter, buffer or submodule is registered
 
 
@@ -75,6 +78,17 @@ def _bump(*_args):
 _module.register_module_parameter_registration_hook(_bump)
 _module.register_module_buffer_registration_hook(_bump)
 _module.register_module_module_registration_hook(_bump)
+
+
+def _follow_backend() -> None:
+    """After ``snnse.set_backend``: take its tier; every plan and compiled Hop is rebuilt."""
+    global _enabled, _compiled
+    tier = backends.tier("streaming")
+    _enabled, _compiled = tier != "reference", tier != "torch"
+    _bump()
+
+
+backends.subscribe(_follow_backend)
 
 
 def enabled() -> bool:

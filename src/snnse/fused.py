@@ -28,13 +28,16 @@ The loops run with one intra-op thread (their operations are too small to share)
 DPSNN's depthwise causal SCNN convolution gets the same treatment (``conv1d`` forward, a
 hand-written ``K``-tap backward instead of PyTorch's much slower depthwise backward).
 
-Backends (:func:`set_backend`, :func:`backend`, environment ``SNNSE_NEURON_BACKEND``):
+Backends: the tiers of :mod:`snnse.backends` (``SNNSE_BACKEND``, ``snnse.set_backend``), in the old
+names that :func:`get_backend` still reports, and that :func:`set_backend` / :func:`backend` (a
+training-only override, also in :mod:`snnse.neurons`) accept beside the new ones:
 
-* ``"autograd"``: today's per-step autograd path, kept as the test oracle;
-* ``"fused"``: the autograd Functions with the PyTorch loops;
+* ``"autograd"`` (tier ``"reference"``): today's per-step autograd path, kept as the test oracle;
+* ``"fused"`` (tier ``"torch"``): the autograd Functions with the PyTorch loops;
 * ``"cpp"``: the autograd Functions with the compiled loops (falls back to ``"fused"``, with one
   warning, when the kernel cannot be built);
-* ``None`` / ``"auto"`` (default): ``"cpp"`` if the kernel builds, else ``"fused"``.
+* ``None`` / ``"auto"`` (default): follow :mod:`snnse.backends` (``SNNSE_BACKEND``, or the
+  deprecated ``SNNSE_NEURON_BACKEND``; default ``"cpp"`` if the kernel builds, else ``"fused"``).
 
 Without gradients the fused forward loop is used directly (no autograd node, nothing kept). One
 frame (streaming, ``T = 1``) always goes through ``unit.step``. Nothing keeps state between calls.
@@ -52,22 +55,33 @@ silent zero, when one is attempted).
 from __future__ import annotations
 
 import contextlib
-import os
 
 import torch
 from torch.autograd.function import once_differentiable
 
+from . import backends
 from .kernels.loops import TorchLoops, _sum_prev
 
-BACKENDS = ("autograd", "fused", "cpp")
-_backend: str | None = None
+BACKENDS = ("autograd", "fused", "cpp")  # the old names of the tiers reference, torch, cpp
+OLD_NAMES = {"reference": "autograd", "torch": "fused", "cpp": "cpp"}  # tier -> old name
+_backend: str | None = None  # the training-only override (old name), or None: snnse.backends
+
+
+def _reset_override() -> None:
+    global _backend
+    _backend = None
+
+
+backends.subscribe(_reset_override)  # snnse.set_backend: the last call wins
 
 
 def set_backend(name: str | None) -> None:
-    """Select the neuron time-loop backend: ``"autograd"``, ``"fused"``, ``"cpp"`` or None (auto)."""
+    """Select the neuron time-loop backend (training only): ``"autograd"``, ``"fused"``, ``"cpp"``,
+    the tiers ``"reference"``, ``"torch"``, or None / ``"auto"`` (follow :mod:`snnse.backends`)."""
     global _backend
+    name = OLD_NAMES.get(name, name)
     if name is not None and name != "auto" and name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; choose from {BACKENDS} or None")
+        raise ValueError(f"unknown backend {name!r}; choose from {BACKENDS}, {backends.BACKENDS} or None")
     _backend = None if name == "auto" else name
 
 
@@ -84,11 +98,9 @@ def backend(name: str | None):
 
 def get_backend() -> str:
     """The backend in effect (auto resolved; ``"cpp"`` resolves to ``"fused"`` if it cannot build)."""
-    name = _backend or os.environ.get("SNNSE_NEURON_BACKEND") or "auto"
+    name = _backend or OLD_NAMES[backends.tier("training")]
     if name == "autograd" or name == "fused":
         return name
-    if name not in ("cpp", "auto"):
-        raise ValueError(f"SNNSE_NEURON_BACKEND={name!r}; choose from {BACKENDS} or auto")
     from . import kernels
 
     return "cpp" if kernels.load() is not None else "fused"

@@ -11,8 +11,11 @@ spikes and gradients: :func:`_scan`, which calls the neuron's pure ``step`` per 
 an autograd graph per step (the reference, backend ``"autograd"``), and the fused loops of
 :mod:`snnse.fused` (one autograd node per sequence with a hand-written backward, optionally a
 compiled C++ kernel), used by default for LIF, PLIF, ALIF (also with DPSNN's recurrent matrix
-inside the loop, :meth:`ALIF.recurrent`) and the leaky integrator. Select with
-``snnse.neurons.backend("autograd" | "fused" | "cpp")`` (context manager) or :func:`set_backend`.
+inside the loop, :meth:`ALIF.recurrent`) and the leaky integrator. Select with the one backend
+switch, ``SNNSE_BACKEND`` / ``snnse.set_backend("reference" | "torch" | "cpp")`` (training and
+streaming, :mod:`snnse.backends`), or for training only with
+``snnse.neurons.backend("autograd" | "fused" | "cpp")`` (context manager, the old names of the
+same tiers) or :func:`set_backend`.
 ``step`` (streaming, one frame) is the same in every backend.
 
 Surrogate gradients replace the derivative of the Heaviside step ``H(x) = 1[x >= 0]`` in the
