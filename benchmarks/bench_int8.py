@@ -2,7 +2,7 @@
 
     python benchmarks/bench_int8.py [--models dpsnn-demo spiking-s4-demo] [--corpus data/demo] [--n 20]
 
-Each model is exported with ``snnse.deploy.export_model`` (float32, then int8 QDQ of the masker's
+Each model is exported with ``snnse.deploy_commands.export_model`` (float32, then int8 QDQ of the masker's
 matrix products), calibrated on the first validation mixtures of the demo corpus (never on the
 test split), and both graphs are run hop by hop in onnxruntime over the first ``--n`` test
 mixtures, scored with SI-SNR and PESQ-WB against the clean references beside the noisy input.
@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 
 import snnse
-from snnse.deploy import export_model
+from snnse.deploy_commands import export_model
 from snnse.export import OnnxStreamer, session
 from snnse.metrics.compute import compute_metrics
 

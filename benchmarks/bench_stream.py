@@ -25,7 +25,7 @@ import soundfile as sf
 import torch
 
 import snnse
-from snnse.deploy import agreement_db, calibration_signals, default_calibration
+from snnse.deploy_commands import agreement_db, calibration_signals, default_calibration
 from snnse.export import OnnxStreamer, export_onnx, quantize_int8, session
 from snnse.streaming import Streamer
 

@@ -71,7 +71,7 @@ def variants(model, x, onnx_step=None):
 
         out[f"Streamer.feed, {label}"] = (mode, feed)
         out[f"model.step, {label}"] = (mode, step)
-    if has_compiled:  # the bundled models carry an input level control (snnse.agc): its cost per hop
+    if has_compiled:  # the bundled models carry an input level control (snnse.level_control): its cost per hop
         import copy
 
         with torch.inference_mode(False):  # a copy with ordinary tensors (version counters)

@@ -10,7 +10,7 @@ import torch
 
 import snnse
 from snnse.cli import main
-from snnse.deploy import agreement_db
+from snnse.deploy_commands import agreement_db
 from snnse.export import OnnxStreamer, export_onnx, initial_flat_state, metadata, quantize_int8, session
 from snnse.models import count_parameters
 from snnse.footprint import graph_footprint, model_footprint, parse_bytes, verdict
@@ -26,7 +26,7 @@ CONFIGS = {
     "spiking_s4_ann": ("spiking_s4", dict(spiking=False, d_model=64, d_state=16, n_layers=2)),
     "dpsnn_stft": ("dpsnn", dict(frontend="stft", L=512, stride=128, context_dur=0.032, B=64, H=64)),
     "s4_conv": ("spiking_s4", dict(frontend="conv", n_fft=80, hop=40, d_model=32, d_state=8, n_layers=1)),
-    # with the causal input level control of snnse.agc (its state and gains are part of the graph)
+    # with the causal input level control of snnse.level_control (its state and gains are part of the graph)
     "s4_level": ("spiking_s4", dict(d_model=64, d_state=16, n_layers=2,
                                     level_control={"target_db": -20.0, "attack_s": 0.05, "release_s": 0.5})),
 }

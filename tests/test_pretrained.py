@@ -219,7 +219,7 @@ def test_snnse_demo_with_the_shipped_weights(shipped, capsys, tmp_path):
 def test_shipped_models_quantize_to_the_readme_footprint(shipped, tmp_path, name, flash_kb, ram_kb):
     """README: both int8 graphs fit 2 MB / 786 KB, with these weight and RAM figures, and int8
     stays close to float32 on the bundled clip (SI-SNR within 0.5 dB)."""
-    from snnse.deploy import export_model
+    from snnse.deploy_commands import export_model
     from snnse.export import OnnxStreamer, session
     from snnse.metrics.compute import compute_metrics
 

@@ -14,7 +14,7 @@ CONFIGS = {
     "s4_conv": ("spiking_s4", dict(frontend="conv", n_fft=80, hop=40, d_model=64, d_state=16, n_layers=2)),
     "dpsnn_ann": ("dpsnn", dict(spiking=False, N=64, B=64, H=64)),
     "spiking_s4_ann": ("spiking_s4", dict(spiking=False, d_model=64, d_state=16, n_layers=2)),
-    # with the causal input level control (snnse.agc)
+    # with the causal input level control (snnse.level_control)
     "dpsnn_level": ("dpsnn", dict(N=64, B=64, H=64, level_control=LC)),
     "spiking_s4_level": ("spiking_s4", dict(d_model=64, d_state=16, n_layers=2, level_control=LC)),
 }

@@ -22,8 +22,8 @@ import numpy as np
 
 from snnse.audio import (AtomicAudioWriter, AudioError, StreamResampler, iter_blocks,
                          open_audio, plan_outputs, truncation_message, wav_truncation)
-from snnse.cliutil import UsageError, load_model, parse_sets, parse_value  # noqa: F401 (re-exported)
-from snnse.report import eprint
+from snnse.cli_common import UsageError, load_model, parse_sets, parse_value  # noqa: F401 (re-exported)
+from snnse.messages import eprint
 
 
 # ---------------------------------------------------------------- create
@@ -325,7 +325,7 @@ def _external(module: str) -> Callable:
 SUBCOMMANDS: list[Callable] = [
     add_create_parser, add_enhance_parser, add_models_parser, add_fit_parser, add_data_parser,
     _external("snnse.evaluate"), _external("snnse.metrics.efficiency"), _external("snnse.plots"),
-    _external("snnse.showcase"), _external("snnse.deploy"), _external("snnse.finetune"),
+    _external("snnse.demo_command"), _external("snnse.deploy_commands"), _external("snnse.finetune"),
 ]
 
 

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from snnse.cliutil import UsageError, load_model
+from snnse.cli_common import UsageError, load_model
 from snnse.evaluation_pipeline import (LENGTH_SLACK_SECONDS, MODES, STREAM_CHUNK_SECONDS,  # noqa: F401
                                        _implementations, _init_worker, _model_desc, _Pipeline,
                                        _reason, _score)
@@ -37,7 +37,7 @@ from snnse.evaluation_report import (EvaluationResult, as_pairs, attach_enhanced
                                      pairs_from_manifest, summarize, write_outputs)
 from snnse.metrics.compute import (DNSMOS_METRICS, METRICS,  # noqa: F401 (re-exported)
                                    compute_metrics, parse_metrics)
-from snnse.report import eprint
+from snnse.messages import eprint
 
 
 def evaluate(pairs, *, metrics: str | Sequence[str] | None = None, model=None,

@@ -1,6 +1,6 @@
 """Compiled one-hop steps: the DPSNN plan (:mod:`snnse.fast_dpsnn`) and the Spiking-S4 masker
 (:mod:`snnse.fast_s4`, LIF/PLIF units), each as one C++ call; and the input level control of
-:mod:`snnse.agc` for one chunk.
+:mod:`snnse.level_control` for one chunk.
 
 The C++ is in ``snnse/kernels/csrc/``: ``step_dpsnn.cpp`` (the DPSNN hop), ``step_s4.cpp`` (the
 Spiking-S4 masker and STFT hop), ``step_ops.cpp`` (the level control, the ``Hop`` class and the

@@ -69,7 +69,7 @@ class DPSNNPlan(Plan):
 
     def compiled_step(self, chunk, state, level=None):
         """The hop as one call of ``torch.ops.snnse_step.dpsnn_step`` (same state structure), with
-        the input level control ``level`` (:class:`snnse.agc.LevelControl`) fused in when given."""
+        the input level control ``level`` (:class:`snnse.level_control.LevelControl`) fused in when given."""
         lvl, lp = level_args(state, level)
         r = self.ops.dpsnn_step(chunk, self.cpp_w, self.cpp_f, self.flatten_state(state), lvl, lp)
         return r[0], self.unflatten_state(r[1:], level is not None)

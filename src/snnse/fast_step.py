@@ -38,7 +38,7 @@ the models and the plans (:mod:`snnse.fast_dpsnn`, :mod:`snnse.fast_s4`, built f
 :mod:`snnse.fast_plan`), keeps one plan class per masker type in :data:`PLANS`, and on import
 installs :func:`hop_plan`, :func:`invalidate` and :func:`compiled_ops` as the hooks of
 :mod:`snnse.fastpath`, the low layer that :meth:`Enhancer.step` (``snnse.models.base``) and the
-level control (:mod:`snnse.agc`) call; ``snnse/__init__.py`` imports this module, so the hooks
+level control (:mod:`snnse.level_control`) call; ``snnse/__init__.py`` imports this module, so the hooks
 are set whenever snnse is imported. :func:`stream_hop` makes the compiled ``Hop`` of a stream
 (:class:`snnse.streaming.Streamer`).
 """
@@ -221,10 +221,10 @@ def stream_hop(model, chunk: torch.Tensor, state: dict):
 
 def compiled_ops():
     """The compiled operators of :mod:`snnse.fast_cpp` if the fast path may use them now (enabled,
-    compiled allowed, not tracing), else None: the input level control's (:mod:`snnse.agc`)."""
+    compiled allowed, not tracing), else None: the input level control's (:mod:`snnse.level_control`)."""
     if _enabled and _compiled and not fastpath.tracing():
         return fast_cpp.load()
     return None
 
 
-fastpath.install(hop_plan, invalidate, compiled_ops)  # Enhancer.step and snnse.agc reach the fast path
+fastpath.install(hop_plan, invalidate, compiled_ops)  # Enhancer.step and snnse.level_control reach the fast path

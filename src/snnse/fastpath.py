@@ -2,7 +2,7 @@
 
 The imports go one way: the fast path (:mod:`snnse.fast_step`, the plans of
 :mod:`snnse.fast_dpsnn` and :mod:`snnse.fast_s4`, the compiled steps of :mod:`snnse.fast_cpp`)
-imports the models; the models (:mod:`snnse.models`) and :mod:`snnse.agc` import only this
+imports the models; the models (:mod:`snnse.models`) and :mod:`snnse.level_control` import only this
 module, which imports nothing of snnse. :mod:`snnse.fast_step` fills the hooks when it is
 imported, and ``snnse/__init__.py`` imports it, so the fast path is active as soon as ``snnse``
 is. Without it the hooks answer None and everything takes the module path (the reference).
@@ -12,7 +12,7 @@ is. Without it the hooks answer None and everything takes the module path (the r
 * :func:`invalidate` — what ``Enhancer._apply`` (``.to()``, ``.double()``, ...) calls: drop the
   constants derived from the weights;
 * :func:`compiled_ops` — the compiled operators (``torch.ops.snnse_step``) if the fast path may
-  use them now (on, compiled allowed, not tracing), else None (:mod:`snnse.agc`'s level control);
+  use them now (on, compiled allowed, not tracing), else None (:mod:`snnse.level_control`'s level control);
 * :func:`tracing` — whether torch is tracing, scripting or compiling (the fast path stays out).
 """
 

@@ -52,7 +52,7 @@ import numpy as np
 from snnse.audio import AudioError, find_audio_files, load_mono
 from snnse.data.mixing import mix, rms_db
 from snnse.data.streams import at_level, build_long_stream, noise_crop, windows  # noqa: F401 (re-exported)
-from snnse.report import eprint
+from snnse.messages import eprint
 
 METRICS = ("sisnr", "pesq_wb", "stoi")
 LABELS = {"sisnr": "SI-SNR", "pesq_wb": "PESQ-WB", "stoi": "STOI"}
@@ -304,7 +304,7 @@ def run_suite(clean=DEFAULT_CLEAN, noise=DEFAULT_NOISE, *, model=None, baselines
         SuiteError: Missing folders, no usable audio, a bad seed or mode, no system to test.
         ValueError: An unknown baseline.
     """
-    from snnse.cliutil import UsageError, load_model
+    from snnse.cli_common import UsageError, load_model
     from snnse.evaluation_pipeline import _model_desc
 
     settings = settings or Settings()
@@ -503,7 +503,7 @@ def write_report(report: dict, out, dpi: int = 200) -> list[Path]:
 
 def run(args) -> int:
     """``snnse evaluate --robustness``: 0 on success, 2 (UsageError) for bad input."""
-    from snnse.cliutil import UsageError
+    from snnse.cli_common import UsageError
 
     bad = [f"--{k.replace('_', '-')}" for k in ("noisy", "manifest", "enhanced", "save_enhanced",
                                                   "limit", "metrics") if getattr(args, k, None)]

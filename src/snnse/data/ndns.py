@@ -38,7 +38,7 @@ from tqdm import tqdm
 from snnse.audio import AudioError, find_audio_files, read_audio, resample, write_audio_atomic
 from snnse.data.manifest import write_manifest
 from snnse.data.mixing import apply_rir, loop_crop, mix
-from snnse.report import eprint, listing
+from snnse.messages import eprint, listing
 
 CLEAN_RE = re.compile(r"^clean_fileid_(?P<fileid>\d+)\.wav$")
 NOISE_RE = re.compile(r"^noise_fileid_(?P<fileid>\d+)\.wav$")

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from snnse.audio import AudioError, read_audio, resample, write_audio_atomic
 from snnse.data.manifest import write_manifest
-from snnse.report import eprint, listing
+from snnse.messages import eprint, listing
 
 TRAINSETS = {"28spk": 11572, "56spk": 23075}
 FULL_TEST = 824

@@ -46,7 +46,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     """``snnse finetune``: 0 when a model was written (accepted or not), 2 for bad input."""
-    from snnse.cliutil import UsageError
+    from snnse.cli_common import UsageError
 
     if args.max_steps is None and args.max_minutes is None:
         args.max_steps = 500

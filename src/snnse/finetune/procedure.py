@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from snnse.audio import AudioError, load_mono
-from snnse.report import eprint
+from snnse.messages import eprint
 
 from .data import MIN_SPEECH_S, VALID_SHARE, Data, FinetuneError, start_model
 from .judge import RULE, heldout_table, is_better, markdown_table

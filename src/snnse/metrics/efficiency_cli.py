@@ -44,7 +44,7 @@ def parse_rates(text: str | None) -> dict[str, float]:
     Raises:
         UsageError: On a malformed item or a value that is not a number.
     """
-    from ..cliutil import UsageError
+    from ..cli_common import UsageError
 
     out = {}
     for item in (text or "").split(","):
@@ -62,7 +62,7 @@ def parse_rates(text: str | None) -> dict[str, float]:
 
 def _load(spec: str, device: str):
     import snnse.models as models
-    from ..cliutil import UsageError, load_model
+    from ..cli_common import UsageError, load_model
 
     from .. import pretrained
 
@@ -84,8 +84,8 @@ def run(args) -> int:
     import yaml
 
     from ..audio import find_audio_files
-    from ..cliutil import UsageError
-    from ..report import eprint
+    from ..cli_common import UsageError
+    from ..messages import eprint
 
     rates = parse_rates(args.rates)
     quality = None

@@ -35,7 +35,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .. import agc, fastpath
+from .. import fastpath, level_control
 from .._version import __version__
 from ..frontends import Frontend
 from ..atomic import atomic_path
@@ -59,7 +59,7 @@ class Enhancer(nn.Module):
         ``{"frontend", "masker"}``, plus ``"level"`` with a level control.
 
     Attributes:
-        level: the causal input level control (:class:`snnse.agc.LevelControl`) or None; set
+        level: the causal input level control (:class:`snnse.level_control.LevelControl`) or None; set
             with :meth:`set_level_control` or the ``level_control`` keyword of :func:`get`.
     """
 
@@ -68,14 +68,14 @@ class Enhancer(nn.Module):
         self.frontend, self.masker = frontend, masker
         self.name: str | None = None
         self.kwargs: dict = {}
-        self.level: agc.LevelControl | None = None
+        self.level: level_control.LevelControl | None = None
         self.meta: dict = {}  # provenance saved with the weights (see the module docstring)
 
     def set_level_control(self, spec: dict | None) -> None:
-        """Put a causal input level control (:class:`snnse.agc.LevelControl`, options as a dict)
+        """Put a causal input level control (:class:`snnse.level_control.LevelControl`, options as a dict)
         around the model, or remove it (None). It is part of the model: saved in the checkpoint
         (``kwargs["level_control"]``), applied offline, streaming and in the ONNX step alike."""
-        self.level = agc.make(spec, self.hop, self.frame_length - self.hop, self.sample_rate)
+        self.level = level_control.make(spec, self.hop, self.frame_length - self.hop, self.sample_rate)
         if spec is None:
             self.kwargs.pop("level_control", None)
         else:
@@ -235,7 +235,7 @@ def available() -> list[str]:
 def get(name: str, **kwargs) -> Enhancer:
     """Build a registered model; unknown names and arguments raise ``ValueError``.
 
-    Every model also accepts ``level_control`` (None, or a dict of :class:`snnse.agc.LevelControl`
+    Every model also accepts ``level_control`` (None, or a dict of :class:`snnse.level_control.LevelControl`
     options): see :meth:`Enhancer.set_level_control`.
     """
     try:

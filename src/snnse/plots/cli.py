@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snnse.cliutil import UsageError
+from snnse.cli_common import UsageError
 
 from .bars import metric_bars
 from .raster import format_rate, spike_raster
@@ -121,7 +121,7 @@ def _forward(model, x: np.ndarray, device: str, name: str):
 
 
 def _cmd_spectrogram(args) -> int:
-    from snnse.cliutil import load_model
+    from snnse.cli_common import load_model
 
     out = _check_output(args.output, [args.noisy, args.enhanced, args.clean, args.model])
     model = load_model(args.model, args.device) if args.model else None
@@ -137,7 +137,7 @@ def _cmd_spectrogram(args) -> int:
 
 
 def _cmd_raster(args) -> int:
-    from snnse.cliutil import load_model
+    from snnse.cli_common import load_model
 
     out = _check_output(args.output, [args.audio, args.model])
     if args.max_neurons < 1:

@@ -1,4 +1,4 @@
-"""Causal input level control (snnse.agc): streaming == offline, gains, persistence."""
+"""Causal input level control (snnse.level_control): streaming == offline, gains, persistence."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import snnse
-from snnse.agc import LevelControl
+from snnse.level_control import LevelControl
 from snnse.streaming import Streamer
 
 from .helpers import make_fire, speech

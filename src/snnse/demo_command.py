@@ -103,7 +103,7 @@ def run(args) -> int:
     from snnse import pretrained
     from snnse.atomic import atomic_write_text
     from snnse.audio import load_mono, write_audio_atomic
-    from snnse.cliutil import UsageError, load_model
+    from snnse.cli_common import UsageError, load_model
     from snnse.plots import spectrograms
 
     torch.set_num_threads(max(1, args.threads))

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .audio import AudioError, plan_outputs, read_audio, resample, write_audio_atomic
-from .cliutil import UsageError, load_model
-from .report import eprint
+from .cli_common import UsageError, load_model
+from .messages import eprint
 
 
 # ---------------------------------------------------------------- export
