@@ -176,3 +176,26 @@ def test_the_fast_path_is_plugged_in():
         assert plan is not None and plan is fast_step.plan_for(model)
         assert fastpath.hop_plan(model, torch.zeros(1, 2 * model.hop)) is None  # not one hop
     assert fastpath.hop_plan(model, chunk) is None  # autograd on
+
+
+def test_each_family_names_its_plan_and_op_graph_in_its_model_module():
+    """One place knows a family: the masker class names its plan and its op-count builder."""
+    import snnse
+    from snnse import fast_step
+    from snnse.fast_dpsnn import DPSNNPlan
+    from snnse.fast_s4 import S4Plan
+    from snnse.metrics import opcount
+    from snnse.models.base import masker_part
+
+    want = {"dpsnn": (DPSNNPlan, opcount._dpsnn_graph), "spiking_s4": (S4Plan, opcount._s4_graph)}
+    for name, (plan, graph) in want.items():
+        m = snnse.get(name, **({"N": 16, "B": 16, "H": 16} if name == "dpsnn" else
+                               {"d_model": 16, "d_state": 4, "n_layers": 1}))
+        assert masker_part(m.masker, "fast_plan") is plan and masker_part(m.masker, "op_graph") is graph
+        assert isinstance(fast_step.build(m), plan)
+        assert opcount.op_graph(m).layers
+
+    class Other(type(snnse.get("dpsnn", N=16, B=16, H=16).masker)):  # a subclass names its own parts
+        pass
+
+    assert masker_part(Other.__new__(Other), "fast_plan") is None

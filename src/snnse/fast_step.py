@@ -34,8 +34,9 @@ warning. Finer streaming-only switches: :func:`enabled` / :func:`set_enabled` / 
 resets them (the last call wins).
 
 Where it plugs in: the imports go one way, from the fast path to the models. This module imports
-the models and the plans (:mod:`snnse.fast_dpsnn`, :mod:`snnse.fast_s4`, built from the blocks of
-:mod:`snnse.fast_plan`), keeps one plan class per masker type in :data:`PLANS`, and on import
+the models; each masker class names its plan (``fast_plan = "snnse.fast_dpsnn:DPSNNPlan"``,
+resolved on first use by :func:`snnse.models.base.masker_part`; the plans are built from the
+blocks of :mod:`snnse.fast_plan`), and on import
 installs :func:`hop_plan`, :func:`invalidate` and :func:`compiled_ops` as the hooks of
 :mod:`snnse.fastpath`, the low layer that :meth:`Enhancer.step` (``snnse.models.base``) and the
 level control (:mod:`snnse.level_control`) call; ``snnse/__init__.py`` imports this module, so the hooks
@@ -51,18 +52,14 @@ import torch
 from torch.nn.modules import module as _module
 
 from . import backends, fast_cpp, fastpath
-from .fast_dpsnn import DPSNNPlan
 from .fast_plan import (  # noqa: F401  (re-exported: the building blocks used to live here)
     STFTFE, ConvFE, Plan, frontend_plan, level_args, lif_decay, run_frontend, with_level_state)
-from .fast_s4 import S4Plan
-from .models.base import Enhancer
-from .models.dpsnn import DPSNNMasker
-from .models.spiking_s4 import SpikingS4Masker
+from .models.base import Enhancer, masker_part
 from .state import StateSpec
 
-# One plan class per masker type (``type(model.masker)``, exactly): ``Plan.build(fe, masker, dtype,
-# device, compiled)`` returns the plan or None (configuration not supported: the module path).
-PLANS: dict[type, type] = {DPSNNMasker: DPSNNPlan, SpikingS4Masker: S4Plan}
+# The plan class of a masker is named by the masker's class (``fast_plan``, resolved by
+# snnse.models.base.masker_part): ``Plan.build(fe, masker, dtype, device, compiled)`` returns the
+# plan or None (configuration not supported: the module path).
 _REAL = (torch.float32, torch.float64)
 
 _TIER = backends.tier("streaming")  # SNNSE_BACKEND (or the deprecated SNNSE_FAST_STEP), read at import
@@ -177,7 +174,7 @@ def build(model):
     fe = frontend_plan(model.frontend)
     if fe is None:
         return None
-    cls = PLANS.get(type(model.masker))
+    cls = masker_part(model.masker, "fast_plan")
     if cls is None:
         return None
     plan = cls.build(fe, model.masker, params[0].dtype, params[0].device, _compiled)

@@ -272,8 +272,7 @@ def op_graph(model) -> OpGraph:
     References:
         Timcheck et al., "The Intel neuromorphic DNS challenge", NCE 3(3) 034005, 2023.
     """
-    from ..models.dpsnn import DPSNNMasker
-    from ..models.spiking_s4 import SpikingS4Masker
+    from ..models.base import masker_part
 
     fe, m = getattr(model, "frontend", None), getattr(model, "masker", None)
     if fe is None or m is None:
@@ -281,13 +280,11 @@ def op_graph(model) -> OpGraph:
     g = OpGraph(getattr(model, "name", None) or type(m).__name__, bool(model.spiking), int(fe.sample_rate),
                 int(fe.hop), int(fe.frame_length))
     analysis, synthesis = _frontend_layers(fe)
-    if isinstance(m, DPSNNMasker):
-        body = _dpsnn_graph(m, g)
-    elif isinstance(m, SpikingS4Masker):
-        body = _s4_graph(m, g)
-    else:
-        raise TypeError(f"cannot build an operation graph for masker {type(m).__name__}; "
-                        "supported: DPSNNMasker, SpikingS4Masker")
+    builder = masker_part(m, "op_graph")  # the masker's class names its builder
+    if builder is None:
+        raise TypeError(f"cannot build an operation graph for masker {type(m).__name__}: its class "
+                        "names no op_graph builder (see snnse.models.base.masker_part)")
+    body = builder(m, g)
     g.layers = analysis + body + synthesis
     if not g.spiking:
         g.notes.append("ANN twin: assumed to run on dense hardware, every layer counted dense")

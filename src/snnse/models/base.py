@@ -228,6 +228,32 @@ def register(name: str):
     return deco
 
 
+def masker_part(masker, part: str):
+    """What a masker's class names for ``part`` — ``"fast_plan"`` (its one-hop plan class, see
+    :mod:`snnse.fast_step`) or ``"op_graph"`` (its builder in :mod:`snnse.metrics.opcount`) — or
+    None when it names none.
+
+    A model family is known in one place, its model module: the masker class names its plan and
+    its op-count builder as ``"module:attribute"`` strings, imported here on first use, so that the
+    models never import the fast path or the metrics (which import the models). Only the class's
+    own attributes count (a subclass must name its own: a plan built for one masker does not
+    serve another).
+    """
+    spec = type(masker).__dict__.get(part)
+    if spec is None:
+        return None
+    found = _PARTS.get(spec)
+    if found is None:
+        import importlib
+
+        module, _, attr = spec.partition(":")
+        found = _PARTS[spec] = getattr(importlib.import_module(module), attr)
+    return found
+
+
+_PARTS: dict[str, object] = {}
+
+
 def available() -> list[str]:
     return sorted(_REGISTRY)
 

@@ -110,6 +110,10 @@ class DPSNNMasker(nn.Module):
     ``X > 1``) and ``readout`` (the suppressed integrator output).
     """
 
+    # the family's accelerated paths, named (not imported): see snnse.models.base.masker_part
+    fast_plan = "snnse.fast_dpsnn:DPSNNPlan"
+    op_graph = "snnse.metrics.opcount:_dpsnn_graph"
+
     def __init__(self, n_features: int, B: int = 256, H: int = 256, kernel: int = 5, X: int = 1,
                  spiking: bool = True):
         super().__init__()

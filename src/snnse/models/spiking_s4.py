@@ -53,6 +53,10 @@ class SpikingS4Layer(nn.Module):
 class SpikingS4Masker(nn.Module):
     """Features ``[B, F, C]`` → mask ``relu(decoder(...) + 1)`` ``[B, F, C]``; records ``s4_{i}``."""
 
+    # the family's accelerated paths, named (not imported): see snnse.models.base.masker_part
+    fast_plan = "snnse.fast_s4:S4Plan"
+    op_graph = "snnse.metrics.opcount:_s4_graph"
+
     def __init__(self, n_features: int, d_model: int = 256, n_layers: int = 4, input_offset: float = 0.2,
                  **layer_kwargs):
         super().__init__()
