@@ -12,7 +12,8 @@ import yaml
 import snnse
 from snnse.cli import main
 from snnse.metrics.efficiency import DEFINITIONS, flop_count, metricsboard, parameter_stats, profile
-from snnse.metrics.opcount import (count_ops, count_ops_dpsnn_paper, energy, firing_rates, op_graph)
+from snnse.metrics.dpsnn_paper import count_ops_dpsnn_paper
+from snnse.metrics.opcount import (count_ops, energy, firing_rates, op_graph)
 from snnse.streaming import Streamer
 
 from .helpers import make_fire

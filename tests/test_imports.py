@@ -184,10 +184,10 @@ def test_each_family_names_its_plan_and_op_graph_in_its_model_module():
     from snnse import fast_step
     from snnse.fast_dpsnn import DPSNNPlan
     from snnse.fast_s4 import S4Plan
-    from snnse.metrics import opcount
+    from snnse.metrics import opcount, opgraph_models
     from snnse.models.base import masker_part
 
-    want = {"dpsnn": (DPSNNPlan, opcount._dpsnn_graph), "spiking_s4": (S4Plan, opcount._s4_graph)}
+    want = {"dpsnn": (DPSNNPlan, opgraph_models.dpsnn_graph), "spiking_s4": (S4Plan, opgraph_models.s4_graph)}
     for name, (plan, graph) in want.items():
         m = snnse.get(name, **({"N": 16, "B": 16, "H": 16} if name == "dpsnn" else
                                {"d_model": 16, "d_state": 4, "n_layers": 1}))

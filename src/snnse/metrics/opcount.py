@@ -10,9 +10,10 @@ The counting follows the Intel Neuromorphic DNS Challenge (N-DNS) definitions, p
 * **NeuronOps** = stateful neuron units updated per step (PLIF, LIF, ALIF, leaky integrators).
 * **Power proxy** = SynOps/s + 10 × NeuronOps/s; **PDP** = power proxy × latency (in ops).
 
-:func:`op_graph` builds the per-step graph by walking the model's modules (front-end and masker);
+:func:`op_graph` (:mod:`snnse.metrics.opgraph`, builders in :mod:`snnse.metrics.opgraph_models`)
+builds the per-step graph by walking the model's modules (front-end and masker);
 :func:`firing_rates` measures the event rates on real audio; :func:`count_ops` combines both.
-:func:`count_ops_dpsnn_paper` reproduces the accounting of the DPSNN authors (their
+:func:`count_ops_dpsnn_paper` (:mod:`snnse.metrics.dpsnn_paper`) reproduces the accounting of the DPSNN authors (their
 "61.5 M SynOps/s"), defects included, for comparison with the paper only.
 
 Conventions (decisions this module makes and documents):
@@ -49,7 +50,6 @@ References:
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
@@ -63,232 +63,7 @@ E_AC_PJ = 0.9
 NEURON_OP_WEIGHT = 10
 ACCOUNTINGS = ("ndns", "dpsnn-paper")
 
-
-@dataclass
-class SynLayer:
-    """One synaptic layer of the per-step operation graph.
-
-    Attributes:
-        name: layer name (``encoder``, ``proj``, ``srnn_rec``, ``s4_0.ssm``...).
-        synapses: weights used per step (dense operations per step for S4D).
-        driver: record key whose event rate drives the layer, or ``"dense"``.
-        event: ``"spike"`` (binary events, accumulates), ``"graded"`` (sparse graded events,
-            MACs) or ``"dense"`` (rate 1, MACs).
-        module: dotted path of the module holding the weights.
-        frontend: True for the front-end's analysis/synthesis layers.
-        note: what the input is.
-    """
-
-    name: str
-    synapses: int
-    driver: str
-    event: str
-    module: str
-    frontend: bool = False
-    note: str = ""
-
-
-@dataclass
-class NeuronGroup:
-    """A group of units updated every step.
-
-    Attributes:
-        name: record key or module name. kind: unit class name. units: number of units.
-        counted: True if the units keep state (counted as NeuronOps).
-        module: dotted path of the unit module.
-    """
-
-    name: str
-    kind: str
-    units: int
-    counted: bool
-    module: str
-
-
-@dataclass
-class OpGraph:
-    """Per-step operation graph of a model (see :func:`op_graph`)."""
-
-    model: str
-    spiking: bool
-    sample_rate: int
-    hop: int
-    frame_length: int
-    layers: list[SynLayer] = field(default_factory=list)
-    neurons: list[NeuronGroup] = field(default_factory=list)
-    record_keys: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def steps_per_second(self) -> float:
-        return self.sample_rate / self.hop
-
-    @property
-    def synapses(self) -> int:
-        """All synapses (weights used per step), whatever drives them."""
-        return sum(layer.synapses for layer in self.layers)
-
-    @property
-    def dense_macs_per_step(self) -> int:
-        """MACs per step if every layer ran dense (the ANN-equivalent count)."""
-        return self.synapses
-
-    @property
-    def neuron_units(self) -> int:
-        """Stateful units updated per step (NeuronOps per step)."""
-        return sum(g.units for g in self.neurons if g.counted)
-
-    def event_keys(self) -> list[str]:
-        """Record keys whose rates the counts need (drivers of spike/graded layers)."""
-        return sorted({layer.driver for layer in self.layers if layer.event != "dense"})
-
-    def to_dict(self) -> dict:
-        return {
-            "model": self.model,
-            "spiking": self.spiking,
-            "sample_rate": self.sample_rate,
-            "hop": self.hop,
-            "frame_length": self.frame_length,
-            "steps_per_second": self.steps_per_second,
-            "layers": [asdict(layer) for layer in self.layers],
-            "neurons": [asdict(g) for g in self.neurons],
-            "record_keys": list(self.record_keys),
-            "synapses_per_step": self.synapses,
-            "dense_macs_per_step": self.dense_macs_per_step,
-            "neuron_units_per_step": self.neuron_units,
-            "notes": list(self.notes),
-        }
-
-
-# ---------------------------------------------------------------------------------------------
-# Graph construction
-# ---------------------------------------------------------------------------------------------
-def _unit_event(unit) -> str:
-    """``"spike"`` for a spiking unit's output, ``"dense"`` for an ANN activation."""
-    return "spike" if getattr(unit, "spiking", False) else "dense"
-
-
-def _neuron(name: str, unit, module: str) -> NeuronGroup:
-    return NeuronGroup(name, type(unit).__name__, int(unit.size), int(getattr(unit, "n_state", 0)) > 0, module)
-
-
-def _frontend_layers(fe) -> tuple[list[SynLayer], list[SynLayer]]:
-    """(analysis layers, synthesis layers) of a front-end."""
-    from ..frontends import ConvFrontend, STFTFrontend
-
-    if isinstance(fe, ConvFrontend):
-        return ([SynLayer("encoder", fe.encoder.weight.numel(), "dense", "dense", "frontend.encoder", True,
-                          "Conv1d(1, N, L, stride) on the audio frame (L×N weights)")],
-                [SynLayer("decoder", fe.decoder.weight.numel(), "dense", "dense", "frontend.decoder", True,
-                          "ConvTranspose1d(N, 1, L, stride) on the masked features (N×L weights)")])
-    if isinstance(fe, STFTFrontend):
-        return ([SynLayer("stft", fe.analysis_weight.numel(), "dense", "dense", "frontend.analysis_weight", True,
-                          "STFT as a frozen convolution on the audio frame (2K×L weights, buffer)")],
-                [SynLayer("istft", fe.synthesis_weight.numel(), "dense", "dense", "frontend.synthesis_weight",
-                          True, "iSTFT as a frozen convolution on the masked spectrum (2K×L weights, buffer)")])
-    raise TypeError(f"cannot build an operation graph for front-end {type(fe).__name__}; "
-                    "supported: ConvFrontend, STFTFrontend")
-
-
-def _dpsnn_graph(m, g: OpGraph) -> list[SynLayer]:
-    layers = [SynLayer("proj", m.proj.weight.numel(), "dense", "dense", "masker.proj", False,
-                       "1×1 conv on the layer-norm output (dense)")]
-    g.neurons.append(_neuron("proj", m.proj_unit, "masker.proj_unit"))
-    g.record_keys.append("proj")
-    event_of = {"proj": _unit_event(m.proj_unit)}
-    prev = "proj"
-    multi = len(m.blocks) > 1
-    for i, blk in enumerate(m.blocks):
-        s = str(i) if multi else ""
-        scnn, srnn = f"scnn{s}", f"srnn{s}"
-        event_of[scnn], event_of[srnn] = _unit_event(blk.scnn_unit), _unit_event(blk.srnn_unit)
-        p = f"masker.blocks.{i}"
-        layers += [
-            SynLayer(scnn, blk.scnn.weight.numel(), prev, event_of[prev], f"{p}.scnn", False,
-                     f"depthwise causal conv (H×K weights) on {prev} events"),
-            SynLayer(f"srnn_in{s}", blk.srnn_in.weight.numel(), scnn, event_of[scnn], f"{p}.srnn_in", False,
-                     f"Linear(H→B) on {scnn} spikes"),
-            SynLayer(f"srnn_rec{s}", blk.srnn_rec.weight.numel(), srnn, event_of[srnn], f"{p}.srnn_rec", False,
-                     f"recurrent Linear(B→B) on the previous {srnn} spikes"),
-        ]
-        g.neurons += [_neuron(scnn, blk.scnn_unit, f"{p}.scnn_unit"), _neuron(srnn, blk.srnn_unit, f"{p}.srnn_unit")]
-        g.record_keys += [scnn, srnn]
-        prev = srnn
-    out_features = m.readout.weight.shape[0]
-    for i, blk in enumerate(m.blocks):  # readout columns of block i are driven by its SRNN spikes
-        srnn = f"srnn{i}" if multi else "srnn"
-        layers.append(SynLayer(f"readout{i}" if multi else "readout", out_features * blk.channels, srnn,
-                               event_of[srnn], "masker.readout", False, f"Linear(B→B) columns on {srnn} spikes"))
-    g.neurons.append(_neuron("readout", m.readout_unit, "masker.readout_unit"))
-    g.record_keys.append("readout")
-    graded = "graded" if g.spiking else "dense"
-    layers.append(SynLayer("mask", m.mask.weight.numel(), "readout", graded, "masker.mask", False,
-                           "1×1 conv on the suppressed readout (sparse graded values)"))
-    g.notes.append("proj threshold units are stateless comparators: not counted as NeuronOps")
-    return layers
-
-
-def _s4_graph(m, g: OpGraph) -> list[SynLayer]:
-    layers = [SynLayer("encoder", m.encoder.weight.numel(), "dense", "dense", "masker.encoder", False,
-                       "Linear on the features (dense)")]
-    for i, layer in enumerate(m.layers):
-        key, p = f"s4_{i}", f"masker.layers.{i}"
-        s4 = layer.s4
-        ops = s4.d_model * (8 * (s4.d_state // 2) + 1)
-        layers += [
-            SynLayer(f"{key}.ssm", ops, "dense", "dense", f"{p}.s4", False,
-                     "S4D recurrent step: 8 real MACs per channel per complex mode + D (dense input)"),
-            SynLayer(f"{key}.emission", layer.emission.weight.numel(), "dense", "dense", f"{p}.emission", False,
-                     "Linear on the S4D output (dense)"),
-            SynLayer(f"{key}.residual", layer.emission.out_features, key, _unit_event(layer.unit), f"{p}.norm",
-                     False, f"residual accumulation x + {key} (one identity synapse per channel)"),
-        ]
-        g.neurons.append(_neuron(key, layer.unit, f"{p}.unit"))
-        g.record_keys.append(key)
-    layers.append(SynLayer("decoder", m.decoder.weight.numel(), "dense", "dense", "masker.decoder", False,
-                           "Linear on the layer-norm output (dense)"))
-    g.notes.append("S4 layer inputs are LayerNorm(x + spikes): dense; only the residual add is spike-driven")
-    g.notes.append("S4D states are counted as dense MACs (8 per complex mode + D), not as neurons")
-    return layers
-
-
-def op_graph(model) -> OpGraph:
-    """Build the per-step operation graph of an :class:`~snnse.models.base.Enhancer`.
-
-    Walks the front-end (:class:`~snnse.frontends.ConvFrontend`,
-    :class:`~snnse.frontends.STFTFrontend`) and the masker
-    (:class:`~snnse.models.dpsnn.DPSNNMasker`, :class:`~snnse.models.spiking_s4.SpikingS4Masker`);
-    the counts come from the modules' weight shapes.
-
-    Args:
-        model: an Enhancer.
-
-    Returns:
-        The :class:`OpGraph` (front-end analysis layers, masker layers, synthesis layers).
-
-    Raises:
-        TypeError: For a model, front-end or masker type this module does not know.
-
-    References:
-        Timcheck et al., "The Intel neuromorphic DNS challenge", NCE 3(3) 034005, 2023.
-    """
-    from ..models.base import masker_part
-
-    fe, m = getattr(model, "frontend", None), getattr(model, "masker", None)
-    if fe is None or m is None:
-        raise TypeError(f"cannot build an operation graph for {type(model).__name__}: not an snnse Enhancer")
-    g = OpGraph(getattr(model, "name", None) or type(m).__name__, bool(model.spiking), int(fe.sample_rate),
-                int(fe.hop), int(fe.frame_length))
-    analysis, synthesis = _frontend_layers(fe)
-    builder = masker_part(m, "op_graph")  # the masker's class names its builder
-    if builder is None:
-        raise TypeError(f"cannot build an operation graph for masker {type(m).__name__}: its class "
-                        "names no op_graph builder (see snnse.models.base.masker_part)")
-    body = builder(m, g)
-    g.layers = analysis + body + synthesis
-    if not g.spiking:
-        g.notes.append("ANN twin: assumed to run on dense hardware, every layer counted dense")
-    return g
+from .opgraph import NeuronGroup, OpGraph, SynLayer, _frontend_layers, _neuron, _unit_event, op_graph  # noqa: F401,E402
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,73 +228,6 @@ def count_ops(graph: OpGraph, rates: Mapping[str, float]) -> dict:
     }
 
 
-def count_ops_dpsnn_paper(model, rates: Mapping[str, float]) -> dict:
-    """The DPSNN authors' "effective SynOps" accounting (reproduces the published 61.5 M/s).
-
-    Per step: event ops = proj rate × SCNN weights + SCNN rate × (SRNN input + SRNN recurrent
-    weights) + SRNN rate × readout weights + readout rate × mask weights; fixed ops = encoder
-    weights + layer norm ``6N + 5`` + proj weights + sigmoid ``4N`` + decoder weights; plus
-    ``10 × X·(H + B) + B`` neuron ops. The total, divided by the hop duration, is what the paper
-    reports as "SynOps/s"; by the N-DNS definitions it is a power proxy. Defects kept on purpose:
-    the recurrent weights are weighted by the SCNN rate instead of the SRNN's own, and layer-norm
-    and sigmoid elementwise operations are counted as synaptic operations. For blocks after the
-    first (X > 1) the SCNN input rate is the previous SRNN's. Use :func:`count_ops` for the
-    N-DNS accounting.
-
-    Args:
-        model: a DPSNN Enhancer (spiking or ANN twin; conv or STFT front-end).
-        rates: rates for ``proj``, ``scnn``, ``srnn``, ``readout`` (suffixed per block if X > 1).
-
-    Returns:
-        dict with per-step ``event_ops``, ``fixed_ops``, ``neuron_ops`` (10× weighted as the paper
-        does), ``total`` and per-second ``synops_per_s`` (event + fixed) and
-        ``power_proxy_per_s`` (the paper's "SynOps/s").
-
-    Raises:
-        TypeError: If the model is not a DPSNN. ValueError: On missing rates.
-
-    References:
-        Sun & Bohté, "DPSNN", Neuromorphic Computing and Engineering 4(4) 044008, 2024.
-    """
-    from ..models.dpsnn import DPSNNMasker
-
-    m = getattr(model, "masker", None)
-    if not isinstance(m, DPSNNMasker):
-        raise TypeError("the dpsnn-paper accounting applies to DPSNN models only")
-    graph = op_graph(model)
-    rates = check_rates(graph, rates)
-    need = [k for k in graph.record_keys if k not in rates]
-    if need:
-        raise ValueError(f"the dpsnn-paper accounting needs rates for: {', '.join(need)}")
-    multi = len(m.blocks) > 1
-    event, prev = 0.0, "proj"
-    for i, blk in enumerate(m.blocks):
-        s = str(i) if multi else ""
-        event += rates[prev] * blk.scnn.weight.numel()
-        event += rates[f"scnn{s}"] * (blk.srnn_in.weight.numel() + blk.srnn_rec.weight.numel())  # sic
-        event += rates[f"srnn{s}"] * m.readout.weight.shape[0] * blk.channels
-        prev = f"srnn{s}"
-    event += rates["readout"] * m.mask.weight.numel()
-    n = m.norm.normalized_shape[0]
-    frontend = sum(layer.synapses for layer in graph.layers if layer.frontend)
-    fixed = frontend + (6 * n + 5) + m.proj.weight.numel() + 4 * n
-    neurons = sum(b.scnn_unit.size + b.srnn_unit.size for b in m.blocks) + m.readout_unit.size
-    total = event + fixed + NEURON_OP_WEIGHT * neurons
-    sps = graph.steps_per_second
-    return {
-        "accounting": "dpsnn-paper",
-        "steps_per_second": sps,
-        "per_step": {"event_ops": event, "fixed_ops": fixed, "neuron_ops": neurons,
-                     "layernorm_ops": 6 * n + 5, "sigmoid_ops": 4 * n, "total": total},
-        "synops_per_s": (event + fixed) * sps,
-        "neuronops_per_s": neurons * sps,
-        "power_proxy_per_s": total * sps,
-        "note": ("DPSNN authors' accounting, reported in the paper as 'SynOps/s' (61.5 M at rates "
-                 "0.463/0.169/0.138/0.079): it is a power proxy (includes 10× neuron ops), weights the SRNN "
-                 "recurrent synapses by the SCNN rate and counts layer-norm/sigmoid elementwise ops"),
-    }
-
-
 def energy(ops: Mapping, e_ac_pj: float = E_AC_PJ, e_mac_pj: float = E_MAC_PJ) -> dict:
     """Synaptic energy estimate per second of audio (µJ/s = µW) from :func:`count_ops` output.
 
@@ -554,4 +262,4 @@ def energy(ops: Mapping, e_ac_pj: float = E_AC_PJ, e_mac_pj: float = E_MAC_PJ) -
 
 
 __all__ = ["SynLayer", "NeuronGroup", "OpGraph", "op_graph", "firing_rates", "check_rates", "count_ops",
-           "count_ops_dpsnn_paper", "energy", "E_MAC_PJ", "E_AC_PJ", "NEURON_OP_WEIGHT", "ACCOUNTINGS"]
+           "energy", "E_MAC_PJ", "E_AC_PJ", "NEURON_OP_WEIGHT", "ACCOUNTINGS"]

@@ -36,7 +36,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .board import metricsboard
-from .opcount import ACCOUNTINGS, check_rates, count_ops, count_ops_dpsnn_paper, energy, firing_rates, op_graph
+from .dpsnn_paper import count_ops_dpsnn_paper
+from .opcount import ACCOUNTINGS, check_rates, count_ops, energy, firing_rates, op_graph
 from .timing import measure_latency
 from snnse.jsonsafe import json_safe
 

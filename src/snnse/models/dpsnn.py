@@ -112,7 +112,7 @@ class DPSNNMasker(nn.Module):
 
     # the family's accelerated paths, named (not imported): see snnse.models.base.masker_part
     fast_plan = "snnse.fast_dpsnn:DPSNNPlan"
-    op_graph = "snnse.metrics.opcount:_dpsnn_graph"
+    op_graph = "snnse.metrics.opgraph_models:dpsnn_graph"
 
     def __init__(self, n_features: int, B: int = 256, H: int = 256, kernel: int = 5, X: int = 1,
                  spiking: bool = True):

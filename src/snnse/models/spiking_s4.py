@@ -55,7 +55,7 @@ class SpikingS4Masker(nn.Module):
 
     # the family's accelerated paths, named (not imported): see snnse.models.base.masker_part
     fast_plan = "snnse.fast_s4:S4Plan"
-    op_graph = "snnse.metrics.opcount:_s4_graph"
+    op_graph = "snnse.metrics.opgraph_models:s4_graph"
 
     def __init__(self, n_features: int, d_model: int = 256, n_layers: int = 4, input_offset: float = 0.2,
                  **layer_kwargs):
