@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import torch
 
-from .kernels.build import extension_name, load_extension, load_once
+from .kernels.build import load_extension, load_once, name_getattr
 
 SOURCES = ("step_dpsnn.cpp", "step_s4.cpp", "step_ops.cpp")  # in snnse/kernels/csrc/, with their headers
 FLAGS = ["-O3", "-march=native", "-fno-trapping-math", "-fno-math-errno", "-fopenmp-simd"]
@@ -51,10 +51,7 @@ PREFIX = "snnse_step_"
 _state: dict = {"tried": False, "ops": None}
 
 
-def __getattr__(name: str):
-    if name == "NAME":  # the build's name (prefix + cache key), read from the sources when asked for
-        return extension_name(PREFIX, SOURCES, FLAGS)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = name_getattr(__name__, PREFIX, SOURCES, FLAGS)  # NAME: the build's name, when asked for
 
 
 def _build():

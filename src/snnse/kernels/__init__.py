@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from .build import extension_name, load_extension, load_once
+from .build import load_extension, load_once, name_getattr
 
 SOURCES = ("neurons.cpp", "misc.cpp", "fused_ops.cpp")  # in csrc/; the headers they include come along
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno", "-fopenmp-simd"]
@@ -34,10 +34,7 @@ PREFIX = "snnse_fused_"
 _state: dict = {"tried": False, "ops": None, "error": None}
 
 
-def __getattr__(name: str):
-    if name == "NAME":  # the build's name (prefix + cache key), read from the sources when asked for
-        return extension_name(PREFIX, SOURCES, FLAGS)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = name_getattr(__name__, PREFIX, SOURCES, FLAGS)  # NAME: the build's name, when asked for
 
 
 def _build():

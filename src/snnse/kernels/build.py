@@ -82,6 +82,17 @@ def extension_name(name_prefix: str, sources: Sequence[str], flags: Sequence[str
     return name_prefix + cache_key(dependencies(sources, root), flags)
 
 
+def name_getattr(module: str, name_prefix: str, sources: Sequence[str], flags: Sequence[str]):
+    """A module-level ``__getattr__`` for an extension's module: ``NAME``, the build's name
+    (prefix + cache key), read from the sources when first asked for, not at import."""
+    def __getattr__(name: str):
+        if name == "NAME":
+            return extension_name(name_prefix, sources, flags)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
 def load_extension(name_prefix: str, sources: Sequence[str], flags: Sequence[str], root: Path = CSRC) -> str:
     """Compile ``sources`` (file names in ``root``, by default the package's ``csrc/``) into one
     library with the compiler ``flags``, or load the cached build, and load it into the process
