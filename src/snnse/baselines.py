@@ -25,8 +25,8 @@
   plus the 10 ms frame being filled makes 30 ms of algorithmic latency in the sense ``snnse``
   uses for its models (output lag + one hop), plus the delay of a streaming resampler at rates
   other than 48 kHz; the 20 ms usually quoted for RNNoise is the original design's (10 ms
-  frames with 10 ms of window overlap), without the extra lookahead frame. Compute: about
-  0.5 ms per 10 ms frame on one core of the project's CPU (real-time factor ~0.05).
+  frames with 10 ms of window overlap), without the extra lookahead frame. Compute: well within
+  real time on one core (measured: ``benchmarks/RESULTS.md``).
 
 Each baseline is a function ``f(noisy [T] float64, sample_rate) -> enhanced [T] float64``.
 

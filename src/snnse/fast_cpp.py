@@ -22,21 +22,21 @@ masker (encoder, the S4D recurrences in real pairs, emission, LIF, residual, lay
 and with the STFT front-end the whole hop (framing, the real FFT, the magnitude, the masking, the
 inverse FFT and the overlap-add) in the same call. For a power-of-two frame length the transforms are
 the source's own (``RealFFT``: a radix-2 complex FFT of half the length, twiddles computed in
-double), because ``at::fft_rfft``/``at::fft_irfft`` spent ~30 µs per hop on set-up (descriptors,
-twiddle tables, allocations, dispatch) around ~2 µs of transform; other lengths use ATen's.
+double), because ``at::fft_rfft``/``at::fft_irfft`` redo their set-up (descriptors, twiddle
+tables, allocations, dispatch) on every call, which at these sizes costs many times the transform
+itself; other lengths use ATen's.
 
 ``torch.classes.snnse_step.Hop`` runs either whole hop for one stream (:mod:`snnse.streaming`): it
 takes the weights once and keeps the state, updated in place, so that a hop is one call with one
 tensor in and one out. The Spiking-S4 constants are laid out as unit-stride rows (``[D, 6, M]``:
 Re/Im of ``dA``, ``dB`` and ``2C`` per channel, for the module path's interleaved complex state),
 and the Hop keeps its S4D state mode-major (``[B, 2, M, D]``, constants ``[6, M, D]``): the
-recurrence is then vectorised over the channels, unit-stride, with no horizontal sums. The
-interleaved per-channel loop was ~2/3 of a Spiking-S4 hop; unit-stride rows made it ~2× faster
-and the mode-major layout ~3× (a micro-benchmark of the recurrence alone).
+recurrence is then vectorised over the channels, unit-stride, with no horizontal sums (the
+interleaved per-channel loop with its horizontal sums took most of a Spiking-S4 hop).
 :meth:`Hop.get_state` converts back to the module path's complex state. A Spiking-S4 Hop with a
 power-of-two frame runs without any ATen call but its output's allocation (scratch memory kept in
-the object, the level control in place on its state); with the Streamer calling the Hop's bound
-``step`` this took the default Spiking-S4 hop from ~160 to ~100 µs (``benchmarks/RESULTS.md``).
+the object, the level control in place on its state), and the Streamer calls the Hop's bound
+``step``. Measured: ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """An on-disk cache of metric scores, keyed by the signals' content.
 
 Evaluating several models on one test set scores the same noisy inputs every time, and
-re-running an evaluation scores the same outputs again; DNSMOS alone costs ~0.25 s per 9 s
-window. :class:`MetricCache` stores each successful score set under the SHA-256 of
+re-running an evaluation scores the same outputs again, and the metrics (DNSMOS above all) cost
+far more than reading a cached score (measured: ``benchmarks/RESULTS.md``). :class:`MetricCache`
+stores each successful score set under the SHA-256 of
 
 * the reference, the estimate (and the noisy input when SI-SNRi needs it) as float64 bytes,
   and the sample rate;

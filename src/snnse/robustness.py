@@ -34,6 +34,12 @@ is ``{system: {"sisnr", "pesq_wb", "stoi", "sisnr_gain", "n"}}``. Python use::
     from snnse.robustness import Settings, run_suite, write_report
     report = run_suite("clean_dir", "noise_dir", model="dpsnn-demo", settings=Settings.quick())
     write_report(report, "rb_out")       # robustness.json, robustness.md, robustness.png
+
+The suite's parts live, by idea, in :mod:`snnse.robustness_items` (:class:`Settings`, the
+folders, the items of the sweeps, the systems) and :mod:`snnse.robustness_scoring` (the metric
+jobs, the means, :data:`TARGETS` and :func:`check_targets`); this module runs them
+(:func:`run_suite`), writes the report (:func:`write_report`) and is the command (:func:`run`).
+It re-exports their public names and the long-stream helpers of :mod:`snnse.data.streams`.
 """
 
 from __future__ import annotations
@@ -49,236 +55,19 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from snnse.audio import AudioError, find_audio_files, load_mono
-from snnse.data.mixing import mix, rms_db
-from snnse.data.streams import at_level, build_long_stream, noise_crop, windows  # noqa: F401 (re-exported)
+from snnse.data.mixing import rms_db
+from snnse.data.streams import at_level, build_long_stream, noise_crop, windows
 from snnse.messages import eprint
+from snnse.robustness_items import (DEFAULT_CLEAN, DEFAULT_NOISE, MIN_SPEECH_S, PARTS, Settings, SuiteError, _rng,
+                                    build_items, load_folder, make_systems, select)
+from snnse.robustness_scoring import INPUT, LABELS, METRICS, TARGETS, _means, _rows, _Scorer, check_targets
 
-METRICS = ("sisnr", "pesq_wb", "stoi")
-LABELS = {"sisnr": "SI-SNR", "pesq_wb": "PESQ-WB", "stoi": "STOI"}
-PARTS = ("clean", "snr", "level", "stream")
-_CODES = {"select": 0, "clean": 1, "snr": 2, "level": 3, "stream": 4}
-INPUT = "input"
-DEFAULT_CLEAN, DEFAULT_NOISE = "data/demo/test/clean", "data/demo/test/noise"
-MIN_SPEECH_S = 1.5  # shorter utterances are left out (see load_folder)
+__all__ = ["DEFAULT_CLEAN", "DEFAULT_NOISE", "INPUT", "LABELS", "METRICS", "MIN_SPEECH_S", "OUTPUTS", "PARTS",
+           "SILENT_DB", "TARGETS", "Settings", "SuiteError", "at_level", "build_items", "build_long_stream",
+           "check_targets", "load_folder", "make_systems", "noise_crop", "run", "run_suite", "select", "windows",
+           "write_report"]
+
 SILENT_DB = -70.0  # a window whose clean reference is quieter than this is not scored
-#: The shipping bar: the clean-input floor, and the limits of the sweeps and the stream.
-TARGETS = {"floor": {"sisnr": 20.0, "stoi": 0.97, "pesq_wb": 3.5}, "sweep_max_snr": 20.0,
-           "floor_min_snr": 30.0, "level_max_db": -10.0, "level_spread_db": 1.0,
-           "window_cap_db": 20.0, "drift_db": 1.0}
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """Sizes of the suite (the defaults are the full suite; :meth:`quick` a smoke test)."""
-
-    max_utterances: int = 60          # utterances used (chosen by the seed when there are more)
-    snrs: tuple = (-5, 0, 5, 10, 15, 20, 30, 40)
-    levels: tuple = (-55, -45, -35, -25, -15, -6)
-    level_snr: float = 10.0           # SNR of the level sweep's mixtures
-    level_range: tuple = (-35.0, -15.0)   # drawn levels (clean input, SNR sweep, stream speech)
-    stream_s: float = 300.0
-    window_s: float = 30.0
-    head_s: float | None = 120.0      # "first/last two minutes"; None: a third of the stream
-    segment_s: tuple = (20.0, 40.0)   # the stream's noise and SNR change after this long
-    pause_s: tuple = (0.5, 4.0)       # silence between the stream's utterances
-    stream_snrs: tuple = (0, 5, 10, 20, 30, 40)
-    level_period_s: float = 60.0      # the stream's level envelope: a new knot this often
-
-    @classmethod
-    def quick(cls, **changes) -> "Settings":
-        return dataclasses.replace(cls(max_utterances=4, stream_s=40.0, window_s=10.0, head_s=None,
-                                       segment_s=(8.0, 14.0), level_period_s=15.0), **changes)
-
-
-class SuiteError(Exception):
-    """The suite cannot run (missing folders, no audio, ...); ``str(err)`` is one line."""
-
-
-def _rng(seed: int, part: str, *index: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed), _CODES[part], *map(int, index)])
-
-
-def load_folder(folder, sample_rate: int, what: str, min_s: float = 0.5) -> list[tuple[str, np.ndarray]]:
-    """``(name, float64 mono signal)`` of every audio file under ``folder``, at ``sample_rate``,
-    of at least ``min_s`` seconds and not silent.
-
-    Speech is loaded with ``min_s`` = :data:`MIN_SPEECH_S`: STOI needs about 0.4 s of active
-    speech and returns a placeholder (1e-5, with a warning) on less, which would count as a
-    collapse of intelligibility (single letters read aloud, in the validation voices, do that).
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        hint = (" (build the demo corpus with `snnse data demo data/demo`, or give --clean DIR "
-                "--noise DIR)" if str(folder) in (DEFAULT_CLEAN, DEFAULT_NOISE) else "")
-        raise SuiteError(f"{what} folder not found: {folder}{hint}")
-    out = []
-    for f in find_audio_files([folder]):
-        try:
-            x = load_mono(f, sample_rate).astype(np.float64)
-        except (AudioError, RuntimeError) as err:
-            raise SuiteError(f"{f}: {err}") from None
-        if len(x) >= min_s * sample_rate and rms_db(x) > -60:  # shorter or silent files are unusable
-            out.append((str(f.relative_to(folder).with_suffix("")), x))
-    if not out:
-        raise SuiteError(f"no usable {what} audio (.wav/.flac, at least {min_s:g} s, not silent) in {folder}")
-    return out
-
-
-def select(n: int, settings: Settings, seed: int) -> list[int]:
-    """Indices of the utterances used: all, or ``max_utterances`` chosen by the seed."""
-    if n <= settings.max_utterances:
-        return list(range(n))
-    return sorted(int(i) for i in _rng(seed, "select").choice(n, settings.max_utterances, replace=False))
-
-
-def build_items(clean: Sequence[tuple[str, np.ndarray]], noise: Sequence[tuple[str, np.ndarray]],
-                settings: Settings, seed: int) -> dict[str, list[dict]]:
-    """The items of the parts ``clean``, ``snr`` and ``level``: dicts with ``clean`` (the
-    reference), ``noisy`` (the input) and their description (``utterance``, ``snr_db``,
-    ``level_db``, ``noise``). Item ``i`` of a part draws from ``[seed, part, i, j]`` only. The
-    signals are rounded to float32 values (float64 arrays), so that a 32-bit float file holds
-    them exactly and ``snnse evaluate`` scores the files as the suite scores the arrays."""
-    def f32(*xs):
-        return [x.astype(np.float32).astype(np.float64) for x in xs]
-
-    nz = [x for _, x in noise]
-    parts: dict[str, list[dict]] = {"clean": [], "snr": [], "level": []}
-    for i, (name, x) in enumerate(clean):
-        ref, = f32(at_level(x, _rng(seed, "clean", i).uniform(*settings.level_range)))
-        parts["clean"].append({"id": name, "utterance": name, "level_db": rms_db(ref),
-                               "clean": ref, "noisy": ref})
-        for j, snr in enumerate(settings.snrs):
-            rng = _rng(seed, "snr", i, j)
-            k, crop = noise_crop(nz, len(x), rng)
-            noisy, ref, _, level = mix(x, crop, snr, rng.uniform(*settings.level_range))
-            noisy, ref = f32(noisy, ref)
-            parts["snr"].append({"id": f"{name}@{snr:g}dB", "utterance": name, "snr_db": float(snr),
-                                 "noise": noise[k][0], "level_db": rms_db(noisy), "clean": ref, "noisy": noisy})
-        k, crop = noise_crop(nz, len(x), _rng(seed, "level", i))
-        noisy, ref, _, _ = mix(x, crop, settings.level_snr, None, peak=None)
-        for level in settings.levels:
-            g = 10.0 ** ((level - rms_db(noisy)) / 20.0)
-            scaled_ref, scaled = f32(ref * g, noisy * g)
-            parts["level"].append({"id": f"{name}@{level:g}dBFS", "utterance": name,
-                                   "snr_db": float(settings.level_snr), "noise": noise[k][0],
-                                   "level_db": float(level), "clean": scaled_ref, "noisy": scaled})
-    return parts
-
-
-def make_systems(model=None, baselines: Sequence[str] = (), sample_rate: int = 16000,
-                 mode: str = "stream", device: str = "cpu", model_name: str | None = None,
-                 notice: Callable[[str], None] | None = None) -> dict[str, Callable]:
-    """``{name: f(input [T]) -> output [T]}``: ``input`` (identity), the baselines, the model."""
-    from snnse.baselines import get as baseline
-    from snnse.evaluation_pipeline import _Pipeline
-
-    systems: dict[str, Callable] = {INPUT: lambda x: x}
-    for name in dict.fromkeys(baselines):
-        f = baseline(name)
-        systems[name] = lambda x, f=f: np.asarray(f(x, sample_rate), dtype=np.float64)
-    if model is not None:
-        pipe = _Pipeline(list(METRICS), [INPUT, "enhanced"], model, mode, device, False, notice)
-        name = model_name or getattr(model, "name", None) or "model"
-        name = "model:" + name if name in systems else name
-        systems[name] = lambda x: pipe.enhance(x, sample_rate, "robustness")
-    return systems
-
-
-class _Scorer:
-    """Metric jobs ``key -> (values | None, error | None)`` in worker processes, with the cache."""
-
-    def __init__(self, workers: int, sample_rate: int, cache: bool, cache_dir=None):
-        from snnse.evaluation_pipeline import _implementations
-
-        self.sr, self.results, self.pending, self.pool, self.store = sample_rate, {}, {}, None, None
-        self.workers = max(1, int(workers))
-        if cache:
-            from snnse.metric_cache import MetricCache, code_salt, default_cache_dir
-
-            self.store = MetricCache(cache_dir or default_cache_dir(), code_salt(_implementations(METRICS)))
-        if self.workers > 1:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            from snnse.evaluation_pipeline import _init_worker
-
-            ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker)
-
-    def submit(self, key, clean: np.ndarray, est: np.ndarray) -> None:
-        from snnse.evaluation_pipeline import _score
-
-        ckey = self.store.key(clean, est, self.sr) if self.store is not None else None
-        hit = self.store.get(ckey, METRICS) if ckey is not None else None
-        if hit is not None:
-            self.results[key] = (hit, None)
-        elif self.pool is None:
-            self._done(key, ckey, *_score((key, clean, est, self.sr, METRICS, None))[1:])
-        else:
-            try:
-                self.pending[self.pool.submit(_score, (key, clean, est, self.sr, METRICS, None))] = (key, ckey)
-            except RuntimeError:  # the pool broke (a worker was killed): go on in this process
-                self.pool.shutdown(wait=False, cancel_futures=True)
-                self.pool = None
-                return self.submit(key, clean, est)
-            while len(self.pending) >= 2 * self.workers:
-                self.drain(all_=False)
-
-    def _done(self, key, ckey, values, reason) -> None:
-        self.results[key] = (values, reason)
-        if values is not None and ckey is not None:
-            try:
-                self.store.put(ckey, values)
-            except OSError:
-                pass  # the cache is an optimisation only
-
-    def drain(self, all_: bool = True) -> None:
-        from concurrent.futures import FIRST_COMPLETED, wait
-
-        while self.pending:
-            done, _ = wait(list(self.pending), return_when=FIRST_COMPLETED)
-            for fut in done:
-                key, ckey = self.pending.pop(fut)
-                try:
-                    values, reason = fut.result()[1:]
-                except Exception as err:  # a worker died (out of memory, ...): this score fails
-                    values, reason = None, f"metric worker failed ({type(err).__name__}: {err})"
-                self._done(key, ckey, values, reason)
-            if not all_:
-                return
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _r(x):
-    return None if x is None or not np.isfinite(x) else round(float(x), 6)
-
-
-def _means(rows: list[dict], systems: Sequence[str]) -> dict:
-    """Per system: metric means, mean SI-SNR gain over the input and ``n``, over the rows
-    scored in every system."""
-    ok = [r for r in rows if all(r["scores"].get(s) for s in systems)]
-    out = {}
-    for s in systems:
-        m = {k: _r(np.mean([r["scores"][s][k] for r in ok])) if ok else None for k in METRICS}
-        m["sisnr_gain"] = _r(np.mean([r["scores"][s]["sisnr"] - r["scores"][INPUT]["sisnr"]
-                                      for r in ok])) if ok else None
-        out[s] = dict(m, n=len(ok))
-    return out
-
-
-def _rows(part: str, items: list[dict], results: dict, systems: Sequence[str]) -> list[dict]:
-    """The JSON rows of a part: the item's description, ``scores`` and ``errors`` per system."""
-    keep, rows = ("id", "utterance", "snr_db", "noise", "level_db", "start_s", "end_s", "skipped"), []
-    for i, it in enumerate(items):
-        got = {s: results.get((part, i, s), (None, it.get("skipped") or "not scored")) for s in systems}
-        rows.append({**{k: it[k] for k in keep if k in it},
-                     "scores": {s: v and {k: _r(x) for k, x in v.items()} for s, (v, _) in got.items()},
-                     "errors": {s: e for s, (_, e) in got.items() if e is not None}})
-    return rows
 
 
 def run_suite(clean=DEFAULT_CLEAN, noise=DEFAULT_NOISE, *, model=None, baselines: Sequence[str] = (),
@@ -428,60 +217,6 @@ def _versions() -> dict:
             **{p: ver(p) for p in ("snnse", "numpy", "torch", "pesq", "pystoi", "soxr", "noisereduce")},
             "metrics": _implementations(METRICS)}
 
-
-# ---------------------------------------------------------------- targets
-
-def check_targets(parts: dict, systems: Sequence[str]) -> dict:
-    """Pass/fail of every system against :data:`TARGETS`, from the means of ``parts``.
-
-    Each check is ``{"id", "target", "value", "bound", "op", "where", "pass"}``; ``value`` is the
-    worst case (a margin for the comparisons with the input); a check with nothing measured
-    (``value`` None) fails. Returns ``{system: {"pass": bool, "checks": [...]}}``.
-    """
-    t, floor, out = TARGETS, TARGETS["floor"], {}
-    for s in systems:
-        checks = []
-
-        def add(cid, target, value, op, bound, where=None):
-            ok = value is not None and (value >= bound - 1e-9 if op == ">=" else value <= bound + 1e-9)
-            checks.append({"id": cid, "target": target, "value": _r(value), "op": op, "bound": bound,
-                           "where": where, "pass": bool(ok)})
-
-        cm = parts["clean"]["means"][s]
-        for m in METRICS:
-            add(f"clean_{m}", f"clean input: {LABELS[m]} >= {floor[m]:g}", cm[m], ">=", floor[m])
-        bins = parts["snr"]["bins"]
-        for m in METRICS:
-            worst = [(b["means"][s][m] - b["means"][INPUT][m], f"{b['snr_db']:g} dB") for b in bins
-                     if b["snr_db"] <= t["sweep_max_snr"] and b["means"][s][m] is not None
-                     and b["means"][INPUT][m] is not None]
-            value, where = min(worst) if worst else (None, None)
-            add(f"snr_{m}", f"SNR sweep <= {t['sweep_max_snr']:g} dB: output {LABELS[m]} >= input's "
-                "(worst margin)", value, ">=", 0.0, where)
-        for m in METRICS:
-            worst = [(b["means"][s][m], f"{b['snr_db']:g} dB") for b in bins
-                     if b["snr_db"] >= t["floor_min_snr"] and b["means"][s][m] is not None]
-            add(f"floor_{m}", f"SNR sweep >= {t['floor_min_snr']:g} dB: {LABELS[m]} >= {floor[m]:g} (worst)",
-                min(worst)[0] if worst else None, ">=", floor[m], min(worst)[1] if worst else None)
-        gains = [(b["means"][s]["sisnr_gain"], b["level_db"]) for b in parts["level"]["bins"]
-                 if b["level_db"] <= t["level_max_db"] and b["means"][s]["sisnr_gain"] is not None]
-        add("level_spread", f"level sweep: SI-SNR gain spread (max - min) <= {t['level_spread_db']:g} dB",
-            max(gains)[0] - min(gains)[0] if gains else None, "<=", t["level_spread_db"],
-            f"{min(g[1] for g in gains):g}..{max(g[1] for g in gains):g} dBFS" if gains else None)
-        st, margins = parts["stream"], []
-        for w in st["windows"]:
-            if w["scores"].get(s) and w["scores"].get(INPUT):
-                cap = min(w["scores"][INPUT]["sisnr"], t["window_cap_db"])
-                margins.append((w["scores"][s]["sisnr"] - cap, f"{w['start_s']:g} s"))
-        add("stream_windows", f"long stream: every window's output SI-SNR >= min(input's, "
-            f"{t['window_cap_db']:g} dB) (worst margin)", min(margins)[0] if margins else None,
-            ">=", 0.0, min(margins)[1] if margins else None)
-        h, tl = st["head"][s]["sisnr_gain"], st["tail"][s]["sisnr_gain"]
-        add("stream_drift", f"long stream: mean SI-SNR gain of the last {st['head_s']:.0f} s within "
-            f"{t['drift_db']:g} dB of the first {st['head_s']:.0f} s'",
-            abs(tl - h) if h is not None and tl is not None else None, "<=", t["drift_db"])
-        out[s] = {"pass": all(c["pass"] for c in checks), "checks": checks}
-    return out
 
 
 # ---------------------------------------------------------------- outputs and command line

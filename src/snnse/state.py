@@ -10,8 +10,8 @@ calls and :class:`torch.classes.snnse_step.Hop` (:mod:`snnse.fast_dpsnn`, :mod:`
 
 A :class:`StateSpec` describes the structure. Made once from an example state, it flattens and
 rebuilds states of that structure with one generated expression each, as fast as code written by
-hand for one structure (a DPSNN hop: ~0.3 µs and ~0.6 µs, against ~19 µs and ~6 µs through pytree),
-which is what the per-hop calls of the compiled steps need.
+hand for one structure and many times faster than going through pytree, which is what the per-hop
+calls of the compiled steps need (measured: ``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations

@@ -99,7 +99,8 @@ class Streamer:
         made = fast_step.stream_hop(self.model, x if x.dim() == 2 else x[None], self._state)  # None: not an Enhancer
         if made is None:
             return None
-        # (plan, Hop, level control, generation, dtype, the Hop's bound step: ~3 µs less per call than hop.step)
+        # (plan, Hop, level control, generation, dtype, the Hop's bound step: cheaper per call than hop.step;
+        # measured: benchmarks/RESULTS.md)
         self._hop = (*made, self.model.level, fast_step.generation(), x.dtype, made[1].step)
         return made[1].step(x)
 

@@ -209,7 +209,7 @@ class Data:
 
     def check_signals(self, limit: int = MAX_CHECK_UTTERANCES):
         """``(utterances, noises)`` for the clean-input and high-SNR check: ``(name, float64)`` lists."""
-        from snnse.robustness import MIN_SPEECH_S
+        from snnse.robustness_items import MIN_SPEECH_S
 
         utts = []
         for r in self.valid:

@@ -28,7 +28,7 @@ def heldout_table(models: dict, pairs: list[dict], utts, noises, seed: int,
     (``{name: Enhancer}``), over the parts of :data:`PARTS`; every system is scored on the same
     items (an item failing in any system is left out of every mean)."""
     from snnse.metrics.compute import compute_metrics
-    from snnse.robustness import Settings, build_items, make_systems
+    from snnse.robustness_items import Settings, build_items, make_systems
 
     sr = next(iter(models.values())).sample_rate
     items = build_items(utts, noises, Settings(snrs=CHECK_SNRS, levels=(), max_utterances=len(utts)), seed)

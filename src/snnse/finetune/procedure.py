@@ -24,11 +24,8 @@ from .judge import RULE, heldout_table, is_better, markdown_table
 LR_WARN_FACTOR = 3.0       # a learning rate this far above the recipe's gets a warning
 #: default SNR range (dB) of the held-out mixtures: the conditions to get better at. The training
 #: mixes at the recipe's range (-5..40 dB for the bundled models), with its clean-only share, which
-#: is what keeps the clean-input and 30/40 dB checks (measured 2026-12-02 on the demo test voice,
-#: 1,000 steps: training at -5..20 dB raised dpsnn-demo's held-out SI-SNR by 1.3 dB but lowered its
-#: clean-input SI-SNR from 31.7 to 25.5 dB; at the recipe's -5..40 dB the gains were +0.2..0.3 dB
-#: with the checks within ~0.8 dB, and spiking-s4-demo was accepted: held-out +0.15 dB, clean
-#: input +0.7 dB).
+#: is what keeps the clean-input and 30/40 dB checks: training at the held-out range instead raised
+#: the held-out score but lowered the clean-input one (measured: ``benchmarks/RESULTS.md``).
 SNR_RANGE = (-5.0, 20.0)
 CANDIDATES = 3             # the best validated steps judged against the start
 

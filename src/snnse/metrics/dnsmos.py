@@ -220,8 +220,8 @@ class DNSMOS:
         model_path: ONNX file to use; default :func:`default_model_path`.
         batch_size: Most windows per ``session.run`` call (the model takes a
             batch dimension). Default 1: on one CPU thread batching is no faster
-            (238 ms/window at 1, 305 ms at 16) and a batch of 16 needs ~2 GB of
-            onnxruntime arena against ~0.45 GB at 1.
+            and needs several times the onnxruntime arena memory (measured:
+            ``benchmarks/RESULTS.md``).
         legacy_rounding: Skip the windows that Microsoft's script and
             ``speechmos`` skip through floating-point rounding (see
             :func:`window_starts`). Off by default, which scores every full
