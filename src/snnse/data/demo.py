@@ -6,7 +6,9 @@ from Debian's music-on-hold package; noise recordings from the game and sound pa
 :mod:`snnse.data.demo_sources` and from the shared data folder, with its RIRs. The split is by
 speaker and by noise recording (the :data:`README` template explains it). Validation and test
 are pre-mixed once; training mixes ``train/clean`` with ``train/noise`` on the fly with
-:class:`~snnse.data.mixing.MixingDataset`.
+:class:`~snnse.data.mixing.MixingDataset`. The packages are downloaded, unpacked and decoded by
+:mod:`snnse.data.demo_fetch` (its names re-exported here); this module builds the corpus and holds
+the ``snnse data demo`` command.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,9 +28,15 @@ from tqdm import tqdm
 
 from snnse.audio import AudioError, load_mono, write_audio_atomic
 from snnse.data import demo_sources as extra
+from snnse.data.demo_fetch import DemoError, _unpack, decode_g722, fetch_debs
 from snnse.data.manifest import write_manifest
 from snnse.data.mixing import apply_rir, loop_crop, mix, rms_db
 from snnse.atomic import atomic_write_text
+
+__all__ = ["BABBLE_FILES", "COLOURS", "ESC", "EXTRA", "LANGUAGES", "LEVEL_RANGE", "MIN_SECONDS", "MOH", "MUSIC",
+           "NOISE_DB", "NOISE_SECONDS", "PREFIX", "README", "RIR_PROB", "SB", "SHARED", "SNR_RANGE", "SOURCES",
+           "SPLITS", "SR", "TEST_LANGUAGE", "VALID_FRACTION", "VERSION", "DemoError", "add_parser", "build_demo",
+           "coloured_noise", "decode_g722", "fetch_debs", "run"]
 
 SR = 16000
 VERSION = 2            # corpus layout; 2: extra speech and Debian noise recordings
@@ -119,73 +125,9 @@ the source files (with SHA-1) of every such noise file under `noise_sources`.
 {sources}"""
 
 
-class DemoError(Exception):
-    """The demo corpus cannot be built; ``str(err)`` is one line."""
-
-
 def _key(*parts) -> list[int]:
     """Integer seed list for ``np.random.default_rng`` (strings hashed with CRC-32)."""
     return [zlib.crc32(p.encode()) if isinstance(p, str) else int(p) for p in parts]
-
-
-def fetch_debs(names: list[str], debs: Path) -> dict[str, Path]:
-    """Return the ``.deb`` file of every package; missing ones come from ``apt-get download``.
-
-    Raises:
-        DemoError: A package is neither in ``debs`` nor downloadable.
-    """
-    debs.mkdir(parents=True, exist_ok=True)
-    missing = [n for n in names if not list(debs.glob(f"{n}_*.deb"))]
-    if missing:
-        try:
-            res = subprocess.run(["apt-get", "download", *missing], cwd=debs,
-                                 capture_output=True, text=True)
-            reason = (res.stderr.strip().splitlines() or ["apt-get failed"])[-1]
-        except OSError as err:
-            reason = f"cannot run apt-get: {err}"
-        still = [n for n in missing if not list(debs.glob(f"{n}_*.deb"))]
-        if still:
-            raise DemoError(f"cannot download {' '.join(still)} ({reason}); fetch them by hand "
-                            f"(`apt-get download NAME` on a Debian/Ubuntu machine, or "
-                            f"https://packages.debian.org/NAME) and put the .deb files in {debs}")
-    return {n: sorted(debs.glob(f"{n}_*.deb"))[-1] for n in names}
-
-
-def _unpack(debs: dict[str, Path], root: Path) -> None:
-    """``dpkg -x`` every package into ``root/NAME``, unless done already for that ``.deb``.
-
-    ``root`` is kept between builds (beside the ``.deb`` cache): a rebuild or a second corpus
-    reads the files unpacked before. A package is unpacked into a temporary folder first and
-    renamed, so an interrupted build leaves no half-unpacked package behind.
-    """
-    root.mkdir(parents=True, exist_ok=True)
-    for name, deb in debs.items():
-        done = root / name / ".deb"
-        if done.is_file() and done.read_text() == deb.name:
-            continue
-        part = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-        try:
-            subprocess.run(["dpkg", "-x", str(deb), str(part)], capture_output=True,
-                           text=True, check=True)
-        except (OSError, subprocess.CalledProcessError) as err:
-            shutil.rmtree(part, ignore_errors=True)
-            reason = ((getattr(err, "stderr", None) or str(err)).strip().splitlines() or ["?"])[-1]
-            raise DemoError(f"cannot unpack {deb} ({reason}); delete it to download it afresh") \
-                from None
-        (part / ".deb").write_text(deb.name)
-        if (root / name).exists():
-            shutil.rmtree(root / name)
-        part.rename(root / name)
-
-
-def decode_g722(path: Path) -> np.ndarray:
-    """Decode a 64 kbit/s G.722 file to 16 kHz float32 in [-1, 1)."""
-    try:
-        import G722
-    except ImportError:
-        raise DemoError("the demo corpus needs the G.722 decoder: pip install G722") from None
-    pcm = G722.G722(SR, 64000).decode(path.read_bytes())
-    return np.asarray(pcm, dtype=np.float32) / 32768.0
 
 
 def _utterances(root: Path, lang: str, seed: int, limit: int | None

@@ -22,8 +22,8 @@ import soundfile as sf
 import torch
 
 from snnse.audio import AudioError, find_audio_files, open_audio, read_audio, resample
-from snnse.data.augment import (Augment, apply_eq, change_speed, random_eq, simulated_rir_bank,
-                                speed_input_length)
+from snnse.data.augment import Augment, apply_eq, change_speed, random_eq, speed_input_length
+from snnse.data.rir import simulated_rir_bank
 
 EPS = 1e-12
 Sources = str | os.PathLike | Sequence[str | os.PathLike]
