@@ -111,3 +111,32 @@ def test_the_extensions_load_from_the_package_sources(namespace):
         assert hasattr(ops, op), op
     if namespace == "snnse_step":
         assert torch.classes.snnse_step.Hop is not None
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the extensions are built and tested on Linux")
+def test_a_wheel_ships_the_sources_and_the_installed_package_builds_from_them(tmp_path):
+    """A wheel built from the repository holds csrc/ (and the browser page's files); installed
+    elsewhere, its loader reads its own csrc/ and the compiled step builds (or loads the cached
+    build whose key is the hash of those very sources) and registers its operators."""
+    import subprocess
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(root),
+                    "-w", str(tmp_path / "dist")], check=True, capture_output=True)
+    wheel = next((tmp_path / "dist").glob("snnse-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for p in build.CSRC.iterdir():
+        assert f"snnse/kernels/csrc/{p.name}" in names, p.name
+    assert {"snnse/web/static/index.html", "snnse/web/vendor/ort-wasm-simd-threaded.wasm",
+            "snnse/web/vendor/VERSION.json"} <= names
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp_path / "site"),
+                    str(wheel)], check=True, capture_output=True)
+    probe = ("import sys; from pathlib import Path; from snnse.kernels import build; from snnse import fast_cpp;"
+             f"assert build.CSRC.is_relative_to(Path({str(tmp_path / 'site')!r})), build.CSRC;"
+             "ops = fast_cpp.load(); print('built' if ops is not None and hasattr(ops, 'dpsnn_step') else 'none')")
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path / "site")}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    if fast_cpp.load() is not None:  # where the compiler works here, it works from the wheel too
+        assert out.stdout.strip() == "built", out.stderr

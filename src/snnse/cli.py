@@ -326,6 +326,7 @@ SUBCOMMANDS: list[Callable] = [
     add_create_parser, add_enhance_parser, add_models_parser, add_fit_parser, add_data_parser,
     _external("snnse.evaluate"), _external("snnse.metrics.efficiency"), _external("snnse.plots"),
     _external("snnse.demo_command"), _external("snnse.deploy_commands"), _external("snnse.finetune"),
+    _external("snnse.web"),
 ]
 
 
