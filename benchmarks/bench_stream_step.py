@@ -6,11 +6,18 @@ fast path of :mod:`snnse.fast_step` on and off (``fast_step.disabled()``: the mo
 code before the fast path existed), with and without the compiled steps of :mod:`snnse.fast_cpp`
 (``fast_step.set_compiled``). The variants run interleaved in short rounds so that background
 load hits them alike; the table gives median and 99th percentile per hop, as µs and as a share
-of the hop duration, and the speed-up of the median over the module path. With ``--onnx`` it
-also times the exported ONNX step (:mod:`snnse.export`, onnxruntime, one thread).
+of the hop duration, and the speed-up of the median over the module path. ``--models`` takes
+paper configurations (``dpsnn``, ``spiking_s4``) or bundled models (``dpsnn-demo``,
+``spiking-s4-demo``). With ``--onnx`` it also times the exported ONNX step (:mod:`snnse.export`,
+onnxruntime, one thread, one ``OnnxStreamer.step`` per hop, the call included): the graph as
+the exporter writes it with one input per state tensor (``unpacked``, the layout before
+packing) and the default export (``packed``: one flat state, the exact graph clean-up, bound
+buffers); ``--int8`` adds both quantised (:func:`snnse.export.quantize_int8`, calibrated on the
+bundled demo clip). ``--streamer-only`` times only ``Streamer.feed`` on the fast compiled path
+among the PyTorch variants.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_stream_step.py [--models dpsnn spiking_s4]
-       [--hops 3000] [--round 50] [--onnx] [--profile]
+       [--hops 3000] [--round 50] [--onnx [--int8]] [--streamer-only] [--profile]
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ def audio(n: int) -> torch.Tensor:
 MODES = {"fast, compiled": (True, True), "fast, PyTorch": (True, False), "module": (False, False)}
 
 
-def variants(model, x, onnx_step=None):
+def variants(model, x, onnx_steps=None, streamer_only=False):
     """name -> (mode, callable(i) that processes hop ``i``, the state carried inside)."""
     hop = model.hop
     with torch.no_grad():
@@ -70,8 +77,10 @@ def variants(model, x, onnx_step=None):
             _, state["s"] = model.step(x[None, i * hop:(i + 1) * hop], state["s"])
 
         out[f"Streamer.feed, {label}"] = (mode, feed)
+        if streamer_only:
+            break
         out[f"model.step, {label}"] = (mode, step)
-    if has_compiled:  # the bundled models carry an input level control (snnse.level_control): its cost per hop
+    if has_compiled and not streamer_only:  # the bundled models carry an input level control (snnse.level_control): its cost per hop
         import copy
 
         with torch.inference_mode(False):  # a copy with ordinary tensors (version counters)
@@ -80,8 +89,8 @@ def variants(model, x, onnx_step=None):
         st_lc = Streamer(lc)
         out["Streamer.feed, fast, compiled, + level control"] = (
             MODES["fast, compiled"], lambda i, st=st_lc: st.feed(x[i * hop:(i + 1) * hop]))
-    if onnx_step is not None:
-        out["onnxruntime step"] = (MODES["module"], lambda i: onnx_step(x[i * hop:(i + 1) * hop]))
+    for name, f in (onnx_steps or {}).items():
+        out[name] = (MODES["module"], lambda i, f=f: f(x[i * hop:(i + 1) * hop]))
     return out
 
 
@@ -91,9 +100,9 @@ def _set(mode):
         fast_step.set_compiled(mode[1])
 
 
-def measure(model, n_hops, round_len, onnx_step=None):
+def measure(model, n_hops, round_len, onnx_steps=None, streamer_only=False):
     x = audio((n_hops + 200) * model.hop)
-    fns = variants(model, x, onnx_step)
+    fns = variants(model, x, onnx_steps, streamer_only)
     times = {k: [] for k in fns}
     try:
         for k, (mode, f) in fns.items():  # warm-up (plans, caches, allocator)
@@ -116,18 +125,31 @@ def measure(model, n_hops, round_len, onnx_step=None):
     return times
 
 
-def onnx_stepper(model):
-    """A per-hop ONNX runtime step of ``model`` (one thread), or None if unavailable."""
+def onnx_steppers(model, int8=False):
+    """``{name: per-hop step}`` of the exported ONNX step of ``model`` (one thread): unpacked as
+    exported before packing, packed (the default export), and with ``int8`` both quantised; {}
+    without onnxruntime."""
     try:
         import tempfile
 
         from snnse import export
+        from snnse.deploy_commands import calibration_signals, default_calibration
     except Exception:  # noqa: BLE001 - onnx/onnxruntime not installed
-        return None
-    path = Path(tempfile.mkdtemp()) / "step.onnx"
-    export.export_onnx(model, path)
-    st = export.OnnxStreamer(export.session(path))  # one thread, sequential, no spinning
-    return lambda hop: st.step(hop.numpy())
+        return {}
+    tmp = Path(tempfile.mkdtemp())
+    calib = calibration_signals(default_calibration(), int(model.sample_rate)) if int8 else None
+    out = {}
+    for label, packed in (("unpacked (before)", False), ("packed", True)):
+        path = tmp / f"{packed}.onnx"
+        export.export_onnx(model, path, packed=packed, optimize=packed)
+        graphs = [("float32", path)]
+        if int8:
+            export.quantize_int8(path, tmp / f"{packed}-int8.onnx", calib)
+            graphs.append(("int8", tmp / f"{packed}-int8.onnx"))
+        for kind, p in graphs:
+            st = export.OnnxStreamer(export.session(p))  # one thread, sequential, no spinning
+            out[f"onnxruntime, {kind}, {label}"] = lambda hop, st=st: st.step(hop.numpy())
+    return out
 
 
 def times_med(ts):
@@ -151,6 +173,9 @@ def main(argv=None):
     ap.add_argument("--hops", type=int, default=3000, help="timed hops per variant")
     ap.add_argument("--round", type=int, default=50, help="hops per variant before switching")
     ap.add_argument("--onnx", action="store_true", help="also time the exported ONNX step (onnxruntime)")
+    ap.add_argument("--int8", action="store_true", help="with --onnx: also the int8 graphs")
+    ap.add_argument("--streamer-only", action="store_true",
+                    help="of the PyTorch variants only Streamer.feed on the fast compiled path")
     ap.add_argument("--profile", action="store_true", help="torch.profiler table of the fast Streamer path")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -161,11 +186,11 @@ def main(argv=None):
     print("| model | variant | median | p99 | median / hop | p99 / hop | speed-up over module path |")
     print("|---|---|---|---|---|---|---|")
     for name in args.models:
-        model = snnse.get(name, **CONFIGS[name]).eval()
+        model = (snnse.get(name, **CONFIGS[name]) if name in CONFIGS else snnse.load(name)).float().eval()
         hop_us = 1e6 * model.hop / SR
-        onnx_step = onnx_stepper(model) if args.onnx else None
+        onnx_steps = onnx_steppers(model, args.int8) if args.onnx else None
         with torch.inference_mode():
-            times = measure(model, args.hops, args.round, onnx_step)
+            times = measure(model, args.hops, args.round, onnx_steps, args.streamer_only)
             if args.profile:
                 profile(model)
         med = {}

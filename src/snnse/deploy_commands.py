@@ -53,8 +53,10 @@ def agreement_db(ref: np.ndarray, est: np.ndarray) -> float:
 
 
 def export_model(model, out: Path, quantize: str | None = None, calibration=None, opset: int | None = None,
-                 flash: str = "2MB", ram: str = "786KB") -> dict:
-    """Export (and optionally quantise) ``model`` to ``out``; return the report dict of ``snnse export``."""
+                 flash: str = "2MB", ram: str = "786KB", packed: bool = True) -> dict:
+    """Export (and optionally quantise) ``model`` to ``out``; return the report dict of ``snnse export``.
+
+    ``packed``: one flat ``state [1, S]`` input and output (default), else one per state tensor."""
     from . import export as ex
     from . import footprint as fp
 
@@ -63,7 +65,7 @@ def export_model(model, out: Path, quantize: str | None = None, calibration=None
     report["model_footprint"] = fp.model_footprint(model)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".snnse-export-") as tmp:
         float_path = Path(tmp) / "float32.onnx" if quantize else out
-        report["metadata"] = ex.export_onnx(model, float_path, opset or ex.DEFAULT_OPSET)
+        report["metadata"] = ex.export_onnx(model, float_path, opset or ex.DEFAULT_OPSET, packed=packed)
         report["float32"] = fp.graph_footprint(float_path)
         report["float32"]["verdict"] = fp.verdict(report["float32"], flash, ram)
         if quantize:
@@ -78,6 +80,13 @@ def export_model(model, out: Path, quantize: str | None = None, calibration=None
     return report
 
 
+def _state_line(meta: dict) -> str:
+    n = len(meta["state_names"].split(","))
+    if meta.get("state_format") == "packed":
+        return f"state: {n} tensors packed into one float32 [1, {meta['state_size']}] input/output (layout in the metadata)"
+    return f"{n} state tensors"
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from . import footprint as fp
 
@@ -90,13 +99,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     model = load_model(args.model, "cpu")
     try:
-        report = export_model(model, out, args.quantize, args.calibration, args.opset, flash, ram)
+        report = export_model(model, out, args.quantize, args.calibration, args.opset, flash, ram,
+                              packed=not args.unpacked)
     except ValueError as err:
         raise UsageError(f"cannot export {args.model}: {err}") from None
     meta = report["metadata"]
     print(f"wrote {out}: {meta['model']} step graph, hop {meta['hop']} samples at {meta['sample_rate']} Hz, "
           f"output delayed by {meta['delay_samples']} samples, {meta['latency_ms']} ms algorithmic latency, "
-          f"opset {meta['opset']}, {len(meta['state_names'].split(','))} state tensors")
+          f"opset {meta['opset']}, {_state_line(meta)}")
     print("float32 graph " + f"({report['float32']['file_bytes']:,} bytes):")
     print("  " + fp.format_footprint(report["float32"], report["float32"]["verdict"]).replace("\n", "\n  "))
     if args.quantize:
@@ -234,14 +244,17 @@ def cmd_stream(args: argparse.Namespace) -> int:
 def add_parser(sub) -> None:
     """Register ``snnse export`` and ``snnse stream``."""
     p = sub.add_parser("export", help="export one streaming step as a static ONNX graph",
-                       description="Write model.step for one hop (audio [1, hop] and the state in, enhanced "
-                                   "[1, hop] and the new state out) as ONNX, with its footprint.")
+                       description="Write model.step for one hop (audio [1, hop] and state [1, S] in, enhanced "
+                                   "[1, hop] and new_state [1, S] out; all-zeros state starts a stream) as ONNX, "
+                                   "with its footprint.")
     p.add_argument("model", metavar="MODEL", help="checkpoint path or bundled model name")
     p.add_argument("-o", "--output", required=True, metavar="F.onnx", help="graph to write")
     p.add_argument("--quantize", choices=["int8"], help="static int8 quantisation (QDQ) of the matrix products")
     p.add_argument("--calibration", nargs="+", metavar="AUDIO",
                    help="calibration audio files/folders (default: the bundled demo clip, real speech in noise)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    p.add_argument("--unpacked", action="store_true",
+                   help="one graph input and output per state tensor instead of one packed float32 state [1, S]")
     p.add_argument("--flash", default="2MB", help="flash budget for the verdict (default 2MB)")
     p.add_argument("--ram", default="786KB", help="RAM budget for the verdict (default 786KB, Cortex-M33 class)")
     p.add_argument("--json", metavar="F", help="also write the report as JSON")

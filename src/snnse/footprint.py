@@ -10,7 +10,7 @@ Three figures decide whether a streaming enhancer fits a device:
 * **peak activations** (RAM, transient): the largest total size of intermediate tensors alive at
   once while one step runs, from ONNX shape inference and a liveness scan (a tensor lives from
   the node that writes it to the last node that reads it; the new state counts until the end of
-  the step), the smaller of two valid schedules: the file's node order, and each node run just
+  the step; a packed state is read and written in place), the smaller of two valid schedules: the file's node order, and each node run just
   before its first consumer (depth-first from the outputs). It is an estimate for a runtime that
   frees each buffer after its last use and does not compute in place.
 
@@ -124,13 +124,20 @@ def _lazy_order(g) -> list:
 def graph_footprint(path: str | os.PathLike) -> dict:
     """Weights by dtype, state bytes and peak activation bytes of one step of an exported graph.
 
+    The state is every graph input after the first (``audio``): one ``[1, S]`` tensor in a
+    packed graph, one per state tensor in an unpacked one; the same bytes either way.
+
     Returns:
         ``{"weights": {dtype: bytes}, "weight_bytes", "state_bytes", "io_bytes",
-        "peak_activation_bytes", "file_bytes"}``.
+        "peak_activation_bytes", "file_bytes", "state_format", "n_state_tensors"}``
+        (``state_format``: ``"packed"`` or ``"unpacked"``; ``n_state_tensors``: the model's state
+        tensors, packed or not).
     """
     import onnx
 
-    proto = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    raw = onnx.load(str(path))
+    meta = {p.key: p.value for p in raw.metadata_props}
+    proto = onnx.shape_inference.infer_shapes(raw)
     g = proto.graph
     weights: dict[str, int] = {}
 
@@ -161,9 +168,22 @@ def graph_footprint(path: str | os.PathLike) -> dict:
     # weights stored in int8 and dequantised on the fly are weights, not activations
     const_nodes |= {n.output[0] for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in consts}
     skip, outputs = consts | const_nodes, [o.name for o in g.output]
+    if meta.get("state_format") == "packed":
+        # a packed state is read in place (its Split/Reshape outputs are views of the input) and the
+        # new state's leaves, counted as activations until the end, are what new_state holds: the
+        # same bytes as the unpacked graph, where the state inputs are views and new leaves outputs
+        views = set(inputs[1:])
+        for n in g.node:
+            if n.op_type in ("Split", "Slice", "Reshape", "Squeeze", "Unsqueeze", "Identity") and n.input[0] in views:
+                views.update(n.output)
+        skip = skip | views
+        sizes = {**sizes, **{o: 0 for o in outputs[1:]}}
     peak = min(_peak(list(g.node), outputs, sizes, skip), _peak(_lazy_order(g), outputs, sizes, skip))
+    names = meta.get("state_names")
     return {"weights": weights, "weight_bytes": sum(weights.values()), "state_bytes": state_bytes,
-            "io_bytes": io_bytes, "peak_activation_bytes": peak, "file_bytes": os.path.getsize(path)}
+            "io_bytes": io_bytes, "peak_activation_bytes": peak, "file_bytes": os.path.getsize(path),
+            "state_format": meta.get("state_format", "unpacked"),
+            "n_state_tensors": len(names.split(",")) if names else len(inputs) - 1}
 
 
 def verdict(fp: dict, flash: str | int = DEFAULT_FLASH, ram: str | int = DEFAULT_RAM) -> dict:
@@ -190,7 +210,9 @@ def format_footprint(fp: dict, v: dict | None = None) -> str:
         f"{k} {_kb(b)}" for k, b in sorted(fp["weights"].items())) + ")"]
     if fp.get("buffer_bytes"):
         lines.append(f"buffers: {_kb(fp['buffer_bytes'])} (frozen, e.g. Fourier matrices)")
-    lines.append(f"state: {_kb(fp['state_bytes'])}")
+    packed = " (packed into one tensor)" if fp.get("state_format") == "packed" else ""
+    lines.append(f"state: {_kb(fp['state_bytes'])}" + (f", {fp['n_state_tensors']} tensors{packed}"
+                                                       if "n_state_tensors" in fp else ""))
     if "peak_activation_bytes" in fp:
         lines.append(f"peak activations of one step: {_kb(fp['peak_activation_bytes'])} "
                      f"(+ {_kb(fp['io_bytes'])} input/output hop)")
