@@ -130,6 +130,8 @@ def _browser_missing() -> str | None:
     return None
 
 
+if _browser_missing() and os.environ.get("SNNSE_REQUIRE_BROWSER") == "1":  # set by .ci/run when Chromium is there
+    raise RuntimeError(f"SNNSE_REQUIRE_BROWSER=1 but the browser tests cannot run: {_browser_missing()}")
 needs_browser = pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
 BASE_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
