@@ -226,10 +226,20 @@ def test_page_reports_bad_files_and_keeps_working(chromium, server, tmp_path):
     page.set_input_files("#file", str(empty))
     page.wait_for_function("document.querySelector('#file-status').textContent.includes('empty.wav')", timeout=60_000)
     assert "empty" in page.inner_text("#file-status")
-    # still works: a real file afterwards
-    page.set_input_files("#file", str(pretrained.folder() / "demo_clean.wav"))
+    # still works: a real file afterwards, stereo FLAC at 44.1 kHz (resampled and averaged in the page)
+    import soxr
+
+    clean, sr = sf.read(pretrained.folder() / "demo_clean.wav", dtype="float32")
+    hi = soxr.resample(clean, sr, 44100).astype(np.float32)
+    sf.write(tmp_path / "stereo.flac", np.stack([hi, 0.5 * hi], 1), 44100)
+    page.set_input_files("#file", str(tmp_path / "stereo.flac"))
     page.wait_for_function("window.snnse.lastFile !== null", timeout=120_000)
-    assert "enhanced demo_clean.wav" in page.inner_text("#file-status")
+    assert "2 channels averaged" in page.inner_text("#file-status")
+    assert "enhanced stereo.flac" in page.inner_text("#file-status")
+    x = _array(page, "window.snnse.lastFile.input")
+    assert abs(len(x) - len(clean)) <= 2
+    n = min(len(x), len(clean))
+    assert np.corrcoef(x[:n], 0.75 * clean[:n])[0, 1] > 0.99  # the same signal at 16 kHz
     page.close()
 
 

@@ -123,7 +123,8 @@ async function enhanceFile(file) {
     const wall = (performance.now() - t0) / 1000;
     page.lastFile = { name: file.name, model: page.model, input: x, output: r.samples, times: r.times };
     showFile(file.name, x, r.samples, r.times, rate, wall);
-    status(st, `enhanced ${file.name} with ${page.model}: ${dur.toFixed(1)} s of audio in ${wall.toFixed(2)} s`, 'ok');
+    status(st, `enhanced ${file.name} with ${page.model}: ${dur.toFixed(1)} s of audio in ${wall.toFixed(2)} s` +
+      (channels > 1 ? ` (${channels} channels averaged)` : ''), 'ok');
   } catch (err) {
     status(st, `cannot enhance ${file.name}: ${err.message}`, 'error');
   } finally {
