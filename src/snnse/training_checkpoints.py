@@ -91,7 +91,7 @@ class LastCheckpoint(Checkpoint):
     def write(self, trainer, task, keep: bool = False) -> None:
         """Write both files now (every process must call it; rank 0 writes)."""
         tmp = self.folder / ".last.ckpt.partial"
-        trainer.save_checkpoint(tmp)  # rank 0 writes; all processes wait for it
+        trainer.save_checkpoint(tmp, weights_only=False)  # the full resumable state; rank 0 writes, all wait
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
             task.model.save(self.model_file)
