@@ -19,7 +19,6 @@ Needs npm and pip (the npm registry and PyPI) only when refreshing, never to ins
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
@@ -29,17 +28,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from snnse.atomic import file_sha256
+
 VENDOR = Path(__file__).resolve().parents[1] / "src" / "snnse" / "web" / "vendor"
 FILES = ("ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm")
 NOTICES = ("LICENSE", "ThirdPartyNotices.txt")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check(vendor: Path = VENDOR) -> list[str]:
@@ -53,7 +46,7 @@ def check(vendor: Path = VENDOR) -> list[str]:
         path = vendor / name
         if not path.is_file():
             problems.append(f"{name}: missing")
-        elif sha256(path) != digest:
+        elif file_sha256(path) != digest:
             problems.append(f"{name}: sha256 differs from VERSION.json")
     missing = set(FILES + NOTICES) - set(pinned["sha256"])
     problems += [f"{name}: not pinned in VERSION.json" for name in sorted(missing)]
@@ -87,7 +80,7 @@ def refresh(version: str, vendor: Path = VENDOR) -> dict:
             "source": f"https://registry.npmjs.org/onnxruntime-web/-/onnxruntime-web-{version}.tgz (dist/), "
             f"licence texts from the onnxruntime {version} wheel on PyPI",
             "licence": "MIT",
-            "sha256": {name: sha256(staged / name) for name in FILES + NOTICES},
+            "sha256": {name: file_sha256(staged / name) for name in FILES + NOTICES},
         }
         (staged / "VERSION.json").write_text(json.dumps(pinned, indent=2) + "\n")
         if vendor.exists():

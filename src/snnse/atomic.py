@@ -2,11 +2,13 @@
 
 A reader (or a crash) never sees a half-written file, and an existing file is replaced only
 once the new one is complete. Audio has its own streaming writer
-(:class:`snnse.audio.AtomicAudioWriter`); everything else goes through here.
+(:class:`snnse.audio.AtomicAudioWriter`); everything else goes through here. :func:`file_sha256`
+names a file's content (caches, pinned downloads).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
@@ -49,4 +51,13 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8
     return Path(path)
 
 
-__all__ = ["atomic_path", "atomic_write_text"]
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+__all__ = ["atomic_path", "atomic_write_text", "file_sha256"]

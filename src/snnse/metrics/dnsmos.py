@@ -35,7 +35,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import threading
@@ -43,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from snnse.atomic import file_sha256
 from snnse.audio import resample
 from snnse.metrics.quality import MetricError
 
@@ -98,14 +98,6 @@ def default_model_path() -> Path:
             return path
     where = "is not installed" if spec is None else f"has no {'/'.join(_MODEL_RELPATH)} in {locations}"
     raise FileNotFoundError(f"DNSMOS model not found: package {_MODEL_PACKAGE!r} {where}; {_INSTALL_HINT}")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _version(dist: str) -> str | None:
@@ -407,7 +399,7 @@ def model_info(model_path: str | Path | None = None) -> dict:
     return {
         "model": "DNSMOS P.835 sig_bak_ovr.onnx (non-personalised)",
         "model_path": str(path),
-        "sha256": _sha256(path),
+        "sha256": file_sha256(path),
         "speechmos_version": _version("speechmos"),
         "onnxruntime_version": _version("onnxruntime"),
         "sample_rate": SAMPLE_RATE,

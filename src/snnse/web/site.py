@@ -25,6 +25,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import file_sha256
+
 
 STATIC = Path(__file__).resolve().parent / "static"
 VENDOR = Path(__file__).resolve().parent / "vendor"
@@ -90,14 +92,6 @@ def cache_root() -> Path:
     return Path(base) / "web"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 _LOCK = threading.Lock()
 
 
@@ -110,7 +104,7 @@ def exported(entry: ModelEntry, cache: Path | None = None) -> tuple[Path, dict]:
     from .. import __version__
 
     ckpt = entry.checkpoint()
-    key = hashlib.sha256(f"{_sha256(ckpt)}|{__version__}|{FORMAT}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{file_sha256(ckpt)}|{__version__}|{FORMAT}".encode()).hexdigest()[:16]
     folder = (cache or cache_root()) / key
     graph, meta_file = folder / "step.onnx", folder / "step.json"
     with _LOCK:
