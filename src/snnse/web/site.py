@@ -1,8 +1,9 @@
 """The models the browser page offers and the static site of ``snnse web --export``.
 
 Each model is exported once to the packed-state ONNX step (:func:`snnse.export.export_onnx`) and
-kept in a cache folder named after the checkpoint's sha256, the snnse version and the export
-format, so that the page's graphs always match the weights and a second start is instant. Beside
+kept in a cache folder named after the checkpoint's sha256, the snnse version, the export
+format and the exporter's source, so that the page's graphs always match the weights and a
+second start is instant. Beside
 each graph lies its metadata as JSON (onnxruntime-web does not expose ``metadata_props``).
 
 Layout of a site (served by :mod:`snnse.web.server`, or written by :func:`export_site`)::
@@ -95,6 +96,12 @@ def cache_root() -> Path:
 _LOCK = threading.Lock()
 
 
+def _exporter_digest() -> str:
+    """The exporter's own source (``snnse/export*.py``): a changed exporter never serves a stale graph."""
+    root = Path(__file__).resolve().parents[1]
+    return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(root.glob("export*.py")))).hexdigest()[:16]
+
+
 def exported(entry: ModelEntry, cache: Path | None = None) -> tuple[Path, dict]:
     """The packed ONNX step of ``entry`` and its metadata, exported on first use and cached.
 
@@ -104,7 +111,7 @@ def exported(entry: ModelEntry, cache: Path | None = None) -> tuple[Path, dict]:
     from .. import __version__
 
     ckpt = entry.checkpoint()
-    key = hashlib.sha256(f"{file_sha256(ckpt)}|{__version__}|{FORMAT}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{file_sha256(ckpt)}|{__version__}|{FORMAT}|{_exporter_digest()}".encode()).hexdigest()[:16]
     folder = (cache or cache_root()) / key
     graph, meta_file = folder / "step.onnx", folder / "step.json"
     with _LOCK:
