@@ -3,8 +3,8 @@
 Each model is exported once to the packed-state ONNX step (:func:`snnse.export.export_onnx`) and
 kept in a cache folder named after the checkpoint's sha256, the snnse version, the export
 format and the exporter's source, so that the page's graphs always match the weights and a
-second start is instant. Beside
-each graph lies its metadata as JSON (onnxruntime-web does not expose ``metadata_props``).
+second start is instant. Beside each graph lies its metadata as JSON (onnxruntime-web does not
+expose ``metadata_props``).
 
 Layout of a site (served by :mod:`snnse.web.server`, or written by :func:`export_site`)::
 
