@@ -126,7 +126,22 @@ def test_graph_clean_up_is_exact(key, clip, tmp_path):
     n_raw, n_opt = (len(onnx.load(str(tmp_path / f)).graph.node) for f in ("raw.onnx", "opt.onnx"))
     assert n_opt < 0.7 * n_raw, (n_raw, n_opt)
     x = clip.numpy()
-    assert np.array_equal(OnnxStreamer(session(tmp_path / "raw.onnx"))(x), OnnxStreamer(session(tmp_path / "opt.onnx"))(x))
+    # bit for bit as ONNX defines the graphs (onnxruntime's basic passes only); with all its passes
+    # onnxruntime fuses by shape pattern (Add + LayerNormalization of a 3-D tensor into
+    # SkipLayerNormalization, not of a 2-D one), which rounds differently: within float rounding
+    raw, opt = (OnnxStreamer(_session(tmp_path / f, basic=True))(x) for f in ("raw.onnx", "opt.onnx"))
+    assert np.array_equal(raw, opt)
+    raw, opt = (OnnxStreamer(session(tmp_path / f))(x) for f in ("raw.onnx", "opt.onnx"))
+    assert np.abs(raw - opt).max() < 1e-6 and agreement_db(raw, opt) >= 100
+
+
+def _session(path, basic=False):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if basic else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
 @pytest.mark.parametrize("key", ["spiking_s4", "s4_level", "dpsnn"])

@@ -39,7 +39,7 @@ the S4D recurrence is real arithmetic on constants precomputed from the paramete
 ``DFT`` (:mod:`snnse.export_patches`). After tracing, the graph is made shorter without changing
 a number: onnxruntime's basic, provider-independent optimisations (constant folding, redundant
 nodes; the result is plain ONNX and is checked to be) and :mod:`snnse.export_simplify` (shape-only
-chains, ``Where`` with a constant condition). Why: at batch 1 a step is mostly kernel dispatch
+chains, ``Where`` with a constant condition, ``Reshape``s that only add or drop leading 1s). Why: at batch 1 a step is mostly kernel dispatch
 (``benchmarks/RESULTS.md``, "A faster ONNX step").
 
 Modules: this one (the graph), :mod:`snnse.export_patches` (ONNX-friendly forms of the modules),

@@ -14,6 +14,17 @@ step dispatching kernels, see :mod:`snnse.export_simplify`):
   a ``Gather`` of blocks of ``M`` floats (a swap inside interleaved pairs costs about 30 times as
   much in onnxruntime: ``Slice`` with step −1 or ``Gather`` per element). The output
   ``y = 2 Re Σ C x + D u`` is one product with ``[2cr; −2ci]`` and one reduction.
+  Tried and slower (``spiking-s4-demo``, the step alone, 3 × 3,000 hops, one process,
+  alternating; the output bit-identical in all three): the update as one broadcast ``Mul`` of
+  ``x [B, H, 2, 1, M]`` with pre-stacked ``[H, 2, 2, M]`` constants and a ``ReduceSum`` over the
+  input-plane axis (four operators instead of six, fewer bytes moved; 295 → 405 µs: onnxruntime's
+  reduction over a middle axis is slow), the readout as one batched ``MatMul`` ``[H, 1, 2M] ×
+  [H, 2M, 1]`` (295 → 470 µs: 256 tiny matrix products), both together 560 µs. Updating the four
+  layers' states as one ``[4, H, 2, M]`` block is possible only for the state-only half
+  (``dA·x``: ``u`` of a layer is the previous layer's output) and would need the four states
+  contiguous in the packed layout, a cross-layer rewrite of the masker and a reordered readout
+  sum (different rounding), for at most ~30 fewer kernel calls (~0.3 µs each; the bytes moved
+  stay the same): not done.
 * **STFT front-ends** analyse and synthesise with ONNX ``DFT`` operators (opset 17), not the
   dense Fourier matrices of the PyTorch module (2·(n_fft/2 + 1)·n_fft constants each), and keep
   the spectrum as ``[..., K, 2]`` pairs between the two (what ``DFT`` gives and takes), like the
