@@ -196,7 +196,9 @@ async function startLive() {
     stream = await openMic();
     const rate = meta.sample_rate;
     let source;
-    ctx = new AudioContext({ sampleRate: rate, latencyHint: 'interactive' });
+    // ?ctxrate=N runs the sound card side at N Hz (the path Firefox takes; the tests use it)
+    const forced = Number(new URLSearchParams(location.search).get('ctxrate')) || 0;
+    ctx = new AudioContext({ sampleRate: forced || rate, latencyHint: 'interactive' });
     try { source = ctx.createMediaStreamSource(stream); } catch (err) {
       // Firefox cannot connect a microphone to a context at another rate: run at the device's
       // rate and let the Worker resample both ways
