@@ -109,8 +109,8 @@ async function decode(file) {
 }
 
 async function enhanceFile(file) {
-  if (!page.ready) return;
   const st = $('file-status');
+  if (!page.ready) { status(st, `cannot enhance ${file.name}: no model is loaded (see above)`, 'error'); return; }
   setBusy(true);
   $('file-progress').hidden = false; $('file-progress').value = 0;
   try {
