@@ -307,3 +307,32 @@ def test_denied_microphone_is_reported(playwright, server, tmp_path):
         page.wait_for_function("window.snnse.lastFile !== null", timeout=120_000)
     finally:
         browser.close()
+
+
+@needs_browser
+def test_exported_static_site_works_from_a_plain_web_server(chromium, cache, tmp_path):
+    """``snnse web --export DIR`` served by Python's own ``http.server`` (any static host): the page
+    loads, and its output equals the Python OnnxStreamer's."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from snnse.export import OnnxStreamer, session
+
+    site = export_site(tmp_path / "site", entries(["dpsnn-demo"], bundled=False), cache)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *a: None
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        page, logs = _open(chromium, f"http://127.0.0.1:{httpd.server_address[1]}/", "dpsnn-demo")
+        page.set_input_files("#file", str(pretrained.folder() / "demo_noisy.wav"))
+        page.wait_for_function("window.snnse.lastFile !== null", timeout=120_000)
+        x = _array(page, "window.snnse.lastFile.input")
+        y = _array(page, "window.snnse.lastFile.output")
+        ref = OnnxStreamer(session(site / "models" / "dpsnn-demo.onnx"))(x)
+        assert float(np.abs(y - ref).max()) <= 1e-4, logs
+        page.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
