@@ -112,11 +112,39 @@ def test_carried_state_equals_the_uncut_forward_pass(name, spiking, data_dir):
     assert torch.equal(torch.cat(targets, -1)[:, d:], clean[:, :-d])
 
 
-def test_carried_state_needs_a_model_without_level_control(data_dir):
-    noisy, clean = (t[None] for t in dataset(data_dir)[0])
-    model = base.get("spiking_s4", level_control={"target_db": -22}, **TINY["spiking_s4"])
-    with pytest.raises(ValueError, match="level control"):
-        EnhancementLoss()(model, noisy, clean, carry=())
+def test_carried_state_with_a_level_control_equals_its_uncut_forward_pass(data_dir):
+    """With a level control the crops run through it as the model streams: the streamed output of
+    four carried crops is the offline output of the whole stream (level control included)."""
+    torch.manual_seed(0)
+    model = base.get("dpsnn", level_control={"target_db": -22, "attack_s": 0.05, "release_s": 0.5},
+                     **TINY["dpsnn"]).double()
+    ds = dataset(data_dir, stream_crops=4, segment=2560)
+    items = [ds[i] for i in range(8)]
+    noisy = torch.stack([torch.cat([items[s * 4 + c][0] for c in range(4)]) for s in range(2)]).double()
+    clean = torch.stack([torch.cat([items[s * 4 + c][1] for c in range(4)]) for s in range(2)]).double()
+    loss_fn = EnhancementLoss(offset=0.0, wave_mse=0.001, mrstft=1.0)
+    d = model.frame_length - model.hop
+    carry, outs = (), []
+    for c in range(4):
+        sl = slice(c * 2560, (c + 1) * 2560)
+        model.zero_grad()
+        loss, parts, est, carry = loss_fn(model, noisy[:, sl], clean[:, sl], return_estimate=True, carry=carry)
+        loss.backward()
+        assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+        assert "level" in carry[0]
+        outs.append(est.detach())
+        carry = tuple(torch.utils._pytree.tree_map(torch.Tensor.detach, carry))
+    with torch.no_grad():
+        offline = model(noisy)
+        bare = base.get("dpsnn", **TINY["dpsnn"]).double()
+        bare.load_state_dict(model.state_dict())
+        without = bare(noisy)
+    streamed = torch.cat(outs, -1)
+    assert torch.allclose(streamed[:, d:], offline[:, :-d], atol=1e-9, rtol=0)
+    assert not torch.allclose(offline, without, atol=1e-6)  # the level control did act
+    model_s4 = base.get("spiking_s4", level_control={"target_db": -22}, **TINY["spiking_s4"])
+    with pytest.raises(ValueError, match="mask_mse"):
+        EnhancementLoss(mask_mse=0.001)(model_s4, noisy[:1, :2560].float(), clean[:1, :2560].float(), carry=())
 
 
 # ---- training runs ------------------------------------------------------------------------------

@@ -160,20 +160,28 @@ class EnhancementLoss(nn.Module):
         delayed by ``D`` (its last ``D`` samples of the previous call, the *clean history*, then
         this call's); over consecutive calls the outputs are exactly the offline output of the
         whole stream. The new carry is returned last, not detached (the caller detaches it
-        where the truncation should be).
+        where the truncation should be). A model with a level control is trained through it, as
+        it streams (the masker sees the level-controlled input; not with ``mask_mse``).
         """
         c = int(context)
         if carry is None:
             est, aux = model(noisy, return_aux=True)
             target, clean_feats = clean, None
         else:
-            if model.level is not None:
-                raise ValueError("training with carried state needs a model without a level control")
+            if model.level is not None and self.mask_mse:
+                raise ValueError("training with carried state and a level control cannot use mask_mse (the "
+                                 "clean features would need the level control's gains); set loss.mask_mse 0 "
+                                 "or train without the level control")
             fe = model.frontend
             state, hist = carry if carry else (model.initial_state(noisy.shape[0], noisy.device, noisy.dtype),
                                                fe.initial_state(noisy.shape[0], noisy.device, noisy.dtype)[0])
             aux = {"record": {}}
-            est, state, step_aux = model.module_step(noisy, state, aux["record"])
+            if model.level is None:
+                est, state, step_aux = model.module_step(noisy, state, aux["record"])
+            else:  # as Enhancer.step: the input scaled before the masker, the output divided after
+                scaled, g_out, level = model.level.step(noisy, state["level"])
+                est, state, step_aux = model.module_step(scaled, state, aux["record"])
+                est, state["level"] = est / g_out, level
             aux.update(step_aux)
             frames, new_hist = fe.frames_step(clean, hist)
             target = torch.cat([hist, clean], -1)[..., : clean.shape[-1]]
