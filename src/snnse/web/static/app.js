@@ -208,7 +208,9 @@ async function startLive() {
     }
     await ctx.audioWorklet.addModule(new URL('worklet.js', import.meta.url));
     const hopCtx = Math.ceil(meta.hop * ctx.sampleRate / rate);
-    const prebuffer = 128 + 2 * hopCtx + Math.round(0.004 * ctx.sampleRate);
+    // one audio block, two hops and a margin (4 ms; ?margin=MS trades latency for robustness)
+    const margin = Number(new URLSearchParams(location.search).get('margin') ?? 4);
+    const prebuffer = 128 + 2 * hopCtx + Math.round(Math.max(0, margin) / 1000 * ctx.sampleRate);
     const node = new AudioWorkletNode(ctx, 'snnse-io', { numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [1],
                                                           processorOptions: { prebuffer, warmup: 1 } });
     const ch = new MessageChannel();
